@@ -1,0 +1,116 @@
+/* dprune io: config parsing and validation (libconfig), metrics log.
+ *
+ * The config schema (src/io/config_schema.c) is the single source for parsing, defaults,
+ * validation and the generated reference (`dprune config-help`, docs/config-reference.md). */
+#ifndef DPRUNE_IO_H
+#define DPRUNE_IO_H
+
+#include "dprune/core.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define DP_PATH_MAX 512
+#define DP_NAME_MAX 64
+#define DP_MAX_LIST 32
+#define DP_MAX_CUSTOM_LAYERS 128
+
+typedef struct {
+    char dir[DP_PATH_MAX]; /* run directory (metrics, checkpoints); relative to the config file */
+    int64_t seed;
+    int threads; /* per rank; 0 = OMP_NUM_THREADS or all cores */
+    int log_every; /* steps between progress lines */
+} dp_run_config;
+
+typedef struct {
+    char dataset[DP_NAME_MAX]; /* fashion-mnist | mnist | idx | cifar10 | cifar100 | imagefolder */
+    char path[DP_PATH_MAX];    /* directory holding the files (default per dataset) */
+    double val_split;          /* fraction of train carved out as validation */
+    bool prefetch;
+    bool drop_last;
+    /* augmentation */
+    int crop_pad;
+    bool flip;
+    bool random_resized_crop;
+    double rrc_min_scale;
+    int image_size; /* network input side (file datasets); 0 = native size */
+    int resize;     /* eval resize of the shorter side (file datasets) */
+    double mean[3], std[3];
+    int n_mean, n_std;
+    int64_t limit_train, limit_test; /* use only the first N samples (0 = all) */
+} dp_data_config;
+
+typedef struct {
+    char type[DP_NAME_MAX]; /* conv | bn | relu | maxpool | avgpool | gap | linear | flatten |
+                               dropout */
+    int out;                /* conv/linear output channels/features */
+    int k, stride, pad;
+    bool bias;
+    double p; /* dropout */
+} dp_layer_spec;
+
+typedef struct {
+    char arch[DP_NAME_MAX]; /* fmnist_cnn | lenet5 | vgg11/13/16/19 | resnet20/32/56/110 |
+                               resnet18/34/50 | custom */
+    double width;           /* channel multiplier */
+    char shortcut[8];       /* "A" (zero-padding) or "B" (1x1 projection + BN), CIFAR ResNets */
+    int num_classes;        /* 0 = from the dataset */
+    dp_layer_spec layers[DP_MAX_CUSTOM_LAYERS]; /* arch = custom */
+    int n_layers;
+} dp_model_config;
+
+typedef struct {
+    int epochs;
+    int batch;        /* GLOBAL batch per optimizer step */
+    int accumulation; /* micro-steps per optimizer step */
+    double lr;
+    double momentum;
+    bool nesterov;
+    double weight_decay;
+    bool no_decay_bn_bias;
+    double label_smoothing;
+    char schedule[DP_NAME_MAX]; /* constant | step | multistep | cosine */
+    double warmup_epochs;       /* linear warmup from lr*warmup_start */
+    double warmup_start;
+    int step_size;              /* step: epochs between decays */
+    int milestones[DP_MAX_LIST]; /* multistep: epochs */
+    int n_milestones;
+    double gamma;    /* decay factor for step/multistep */
+    double min_lr;   /* cosine floor */
+    int eval_every;  /* epochs between evaluations (0 = only at the end) */
+} dp_train_config;
+
+typedef struct {
+    char path[DP_PATH_MAX];   /* the file the config came from ("" = a string) */
+    char base_dir[DP_PATH_MAX]; /* directory for relative paths */
+    uint64_t hash;            /* FNV-1a of the config text */
+    dp_run_config run;
+    dp_data_config data;
+    dp_model_config model;
+    dp_train_config train;
+} dp_config;
+
+/* Parses and validates config text; `origin` is the file name used in messages and
+ * `base_dir` resolves relative paths. Unknown keys, wrong types, out-of-range values and missing
+ * required settings are errors naming origin:line, the setting, and what would be right. */
+dp_status dp_config_parse(dp_config *cfg, const char *text, const char *origin,
+                          const char *base_dir, dp_error *err);
+/* Reads the whole file into a malloc'ed, NUL-terminated buffer. */
+dp_status dp_read_text_file(const char *path, char **text, size_t *len, dp_error *err);
+dp_status dp_config_load_file(dp_config *cfg, const char *path, dp_error *err);
+/* Writes the reference of every setting (markdown) generated from the schema. */
+void dp_config_write_reference(FILE *out);
+/* Resolves a path against the config's base dir into out (absolute paths unchanged). */
+void dp_config_resolve_path(const dp_config *cfg, const char *path, char *out, size_t outsz);
+
+/* ---- metrics: JSON lines in the run directory ---- */
+typedef struct dp_metrics dp_metrics;
+dp_status dp_metrics_open(dp_metrics **out, const char *path, dp_error *err);
+/* Writes one JSON object line: fmt is a printf format producing the object's members
+ * (without braces), e.g. "\"epoch\":%d,\"loss\":%.6f". Flushed. */
+void dp_metrics_write(dp_metrics *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dp_metrics_close(dp_metrics *m);
+/* JSON-escapes s into out. */
+void dp_json_escape(const char *s, char *out, size_t outsz);
+
+#endif
