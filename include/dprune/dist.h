@@ -22,5 +22,10 @@ dp_status dp_dist_bcast_text(char **text, size_t *len, int root, dp_error *err);
 void dp_dist_allreduce_sum_double(double *x, size_t n);
 void dp_dist_allreduce_sum_i64(int64_t *x, size_t n);
 void dp_dist_barrier(void);
+void dp_dist_allreduce_sum_float(float *x, size_t n);
+/* Collective error check: if `st` failed on any rank, the lowest failing rank prints its
+ * message once ("dprune: error: ..."), and every rank gets a non-OK status back. */
+dp_status dp_dist_check(dp_status st, const dp_error *err);
+const char *dp_dist_library_version(char *buf, size_t n);
 
 #endif

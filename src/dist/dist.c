@@ -69,3 +69,38 @@ void dp_dist_allreduce_sum_i64(int64_t *x, size_t n) {
 void dp_dist_barrier(void) {
     MPI_Barrier(MPI_COMM_WORLD);
 }
+
+dp_status dp_dist_check(dp_status st, const dp_error *err) {
+    int rank, world;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    int mine = st != DP_OK ? rank : world, first = world;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (first == world) return DP_OK;
+    if (rank == first && err) {
+        if (world > 1) fprintf(stderr, "dprune: error (rank %d): %s\n", rank, err->msg);
+        else fprintf(stderr, "dprune: error: %s\n", err->msg);
+        fflush(stderr);
+    }
+    return st != DP_OK ? st : DP_ERR_MPI; /* ranks that were fine fail too */
+}
+
+void dp_dist_allreduce_sum_float(float *x, size_t n) {
+    while (n > 0) {
+        int chunk = n > (1u << 30) ? (1 << 30) : (int)n;
+        MPI_Allreduce(MPI_IN_PLACE, x, chunk, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        x += chunk;
+        n -= (size_t)chunk;
+    }
+}
+
+const char *dp_dist_library_version(char *buf, size_t n) {
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(v, &len);
+    /* first line only: "Open MPI v4.1.4, package: ..." */
+    size_t i = 0;
+    while (i + 1 < n && v[i] && v[i] != '\n' && v[i] != ',') buf[i] = v[i], i++;
+    buf[i] = 0;
+    return buf;
+}

@@ -1,0 +1,291 @@
+/* The training phase: epochs of data-parallel SGD steps with evaluation, progress lines on
+ * stderr (rank 0) and JSON-lines metrics in the run directory. */
+#include "app.h"
+#include "dprune/nn.h"
+#include "dprune/optim.h"
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+#include <jpeglib.h>
+#include <libconfig.h>
+
+typedef struct {
+    dp_app *app;
+    dp_app_data *data;
+    dp_model *m;
+    dp_activations act;
+    dp_sgd opt;
+    dp_metrics *metrics; /* rank 0 only */
+    uint64_t *keys;      /* per-sample keys of the current batch (index + epoch) */
+    int micro_global;    /* global samples per micro-batch */
+} trainer;
+
+typedef struct {
+    double loss_sum;
+    int64_t top1, top5, count;
+} eval_result;
+
+static dp_status mkdir_p(const char *path, dp_error *err) {
+    char buf[DP_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return dp_fail(err, DP_ERR_IO, "cannot create directory '%s': %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return dp_fail(err, DP_ERR_IO, "cannot create run directory '%s' (run.dir): %s", buf,
+                       strerror(errno));
+    return DP_OK;
+}
+
+static dp_status open_metrics(trainer *t, dp_error *err) {
+    const dp_config *c = &t->app->cfg;
+    dp_status st = mkdir_p(c->run.dir, err);
+    char path[DP_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->run.dir);
+    if (st == DP_OK) st = dp_metrics_open(&t->metrics, path, err);
+    if (st != DP_OK) return st;
+    char mpi[128], cfgpath[2 * DP_PATH_MAX];
+    dp_json_escape(c->path, cfgpath, sizeof cfgpath);
+    dp_metrics_write(t->metrics,
+                     "\"type\":\"provenance\",\"dprune\":\"%s\",\"commit\":\"%s\",\"config\":\"%s\","
+                     "\"config_hash\":\"%016llx\",\"openblas_core\":\"%s\",\"mpi\":\"%s\","
+                     "\"zlib\":\"%s\",\"libjpeg\":%d,\"libconfig\":\"%d.%d.%d\",\"ranks\":%d,"
+                     "\"threads\":%d,\"seed\":%lld,\"arch\":\"%s\",\"params\":%lld,\"flops\":%lld",
+                     DPRUNE_VERSION, DPRUNE_GIT_COMMIT, cfgpath, (unsigned long long)c->hash,
+                     dp_blas_corename(), dp_dist_library_version(mpi, sizeof mpi), zlibVersion(),
+                     JPEG_LIB_VERSION, LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR,
+                     LIBCONFIG_VER_REVISION, t->app->dist.world, t->app->threads,
+                     (long long)c->run.seed, t->m->arch, (long long)dp_model_params(t->m),
+                     (long long)dp_model_flops(t->m));
+    return DP_OK;
+}
+
+/* Every rank holds its own BN running statistics (batch statistics are per rank); averaging
+ * them before evaluation makes every rank hold the same model. */
+static void average_bn_buffers(trainer *t) {
+    int world = t->app->dist.world;
+    if (world == 1 || t->m->n_buffer_floats == 0) return;
+    dp_dist_allreduce_sum_float(t->m->buffer_data, t->m->n_buffer_floats);
+    for (size_t i = 0; i < t->m->n_buffer_floats; i++) t->m->buffer_data[i] /= (float)world;
+}
+
+static dp_status evaluate(trainer *t, const dp_split *split, eval_result *r, dp_error *err) {
+    memset(r, 0, sizeof *r);
+    if (split->n == 0) return DP_OK;
+    average_bn_buffers(t);
+    dp_loader_config lc = {.split = split, .aug = &t->data->aug, .train = false, .shuffle = false,
+                           .drop_last = false, .prefetch = t->app->cfg.data.prefetch,
+                           .global_batch = t->micro_global, .rank = t->app->dist.rank,
+                           .world = t->app->dist.world, .seed = (uint64_t)t->app->cfg.run.seed};
+    dp_loader *ld = NULL;
+    dp_status st = dp_loader_open(&ld, &lc, err);
+    if (st == DP_OK) st = dp_loader_start_epoch(ld, 0, err);
+    int64_t batches = st == DP_OK ? dp_loader_batches_per_epoch(ld) : 0;
+    dp_forward_opts fo = {.train = false};
+    int last = dp_model_output_node(t->m), K = t->m->num_classes;
+    for (int64_t b = 0; b < batches && st == DP_OK; b++) {
+        dp_batch batch;
+        st = dp_loader_next(ld, &batch, err);
+        if (st != DP_OK || batch.n == 0) continue;
+        dp_model_forward(t->m, &t->act, batch.x, batch.n, &fo);
+        r->loss_sum += softmax_xent_loss(batch.n, K, t->act.out[last], batch.y, 0.0f);
+        int64_t t1 = 0, t5 = 0;
+        topk_correct(batch.n, K, t->act.out[last], batch.y, &t1, &t5);
+        r->top1 += t1, r->top5 += t5, r->count += batch.n;
+    }
+    dp_loader_close(ld);
+    if ((st = dp_dist_check(st, err)) != DP_OK) return st;
+    int64_t counts[3] = {r->top1, r->top5, r->count};
+    dp_dist_allreduce_sum_i64(counts, 3);
+    dp_dist_allreduce_sum_double(&r->loss_sum, 1);
+    r->top1 = counts[0], r->top5 = counts[1], r->count = counts[2];
+    return DP_OK;
+}
+
+static void report_eval(trainer *t, const char *split, int epoch, const eval_result *r) {
+    if (t->app->dist.rank != 0 || r->count == 0) return;
+    double n = (double)r->count;
+    fprintf(stderr, "eval  epoch %d  %s: top1 %.2f%%  top5 %.2f%%  loss %.4f  (%lld images)\n",
+            epoch, split, 100.0 * r->top1 / n, 100.0 * r->top5 / n, r->loss_sum / n,
+            (long long)r->count);
+    dp_metrics_write(t->metrics,
+                     "\"type\":\"eval\",\"epoch\":%d,\"split\":\"%s\",\"top1\":%.6f,\"top5\":%.6f,"
+                     "\"loss\":%.6f,\"images\":%lld",
+                     epoch, split, r->top1 / n, r->top5 / n, r->loss_sum / n, (long long)r->count);
+}
+
+/* Runs one optimizer step over `accum` micro-batches; returns the summed loss/correct/count
+ * over all ranks in stats[0..2]. */
+static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t global_step,
+                            int64_t steps_per_epoch, double stats[3], dp_error *err) {
+    const dp_config *c = &t->app->cfg;
+    dp_model *m = t->m;
+    int last = dp_model_output_node(m), K = m->num_classes;
+    memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
+    double local[3] = {0, 0, 0};
+    dp_status st = DP_OK;
+    for (int a = 0; a < c->train.accumulation && st == DP_OK; a++) {
+        dp_batch b;
+        if ((st = dp_loader_next(ld, &b, err)) != DP_OK) break;
+        if (b.n == 0) continue;
+        /* dropout and other per-sample randomness: keyed by (epoch, dataset index) */
+        for (int i = 0; i < b.n; i++) t->keys[i] = b.keys[i] ^ ((uint64_t)epoch << 40);
+        dp_forward_opts fo = {.train = true, .seed = (uint64_t)c->run.seed, .sample_keys = t->keys};
+        dp_model_forward(m, &t->act, b.x, b.n, &fo);
+        float *dlogits = t->act.dout[last];
+        memset(dlogits, 0, sizeof(float) * (size_t)b.n * K);
+        /* the gradient is the mean over the global batch: every rank scales by 1/B */
+        float scale = 1.0f / (float)(t->micro_global * c->train.accumulation);
+        local[0] += softmax_xent_forward_backward(b.n, K, t->act.out[last], b.y,
+                                                  (float)c->train.label_smoothing, scale, dlogits);
+        int64_t t1, t5;
+        topk_correct(b.n, K, t->act.out[last], b.y, &t1, &t5);
+        local[1] += (double)t1, local[2] += b.n;
+        dp_model_backward(m, &t->act, b.n, &fo);
+    }
+    if ((st = dp_dist_check(st, err)) != DP_OK) return st;
+    if (t->app->dist.world > 1) dp_dist_allreduce_sum_float(m->grad_data, m->n_param_floats);
+    memcpy(stats, local, sizeof local);
+    dp_dist_allreduce_sum_double(stats, 3);
+    if (!isfinite(stats[0]))
+        return dp_fail(err, DP_ERR_NUMERIC,
+                       "the training loss became %g at epoch %lld step %lld; lower train.lr "
+                       "(now %g) or check the data",
+                       stats[0], (long long)epoch + 1, (long long)global_step, c->train.lr);
+    dp_sgd_step(&t->opt, m, dp_lr_at(&c->train, global_step, steps_per_epoch));
+    return DP_OK;
+}
+
+static void format_eta(double s, char *buf, size_t n) {
+    if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+}
+
+static dp_status train_epochs(trainer *t, dp_error *err) {
+    const dp_config *c = &t->app->cfg;
+    const dp_dist *d = &t->app->dist;
+    dp_loader_config lc = {.split = &t->data->train, .aug = &t->data->aug, .train = true,
+                           .shuffle = true, .drop_last = c->data.drop_last,
+                           .prefetch = c->data.prefetch, .global_batch = t->micro_global,
+                           .rank = d->rank, .world = d->world, .seed = (uint64_t)c->run.seed};
+    dp_loader *ld = NULL;
+    dp_status st = dp_dist_check(dp_loader_open(&ld, &lc, err), err);
+    if (st != DP_OK) return st;
+    int64_t steps_per_epoch = dp_loader_batches_per_epoch(ld) / c->train.accumulation;
+    if (steps_per_epoch < 1) {
+        dp_loader_close(ld);
+        return dp_dist_check(dp_fail(err, DP_ERR_CONFIG,
+                                     "%s: train.batch = %d is larger than the %lld training samples",
+                                     c->path, c->train.batch, (long long)t->data->train.n),
+                             err);
+    }
+    int64_t total = steps_per_epoch * c->train.epochs, step = 0;
+    double t0 = dp_now_seconds(), window_t = t0;
+    int64_t window_images = 0;
+    for (int epoch = 0; epoch < c->train.epochs && st == DP_OK; epoch++) {
+        st = dp_dist_check(dp_loader_start_epoch(ld, epoch, err), err);
+        double ep_loss = 0, ep_correct = 0, ep_count = 0;
+        for (int64_t s = 0; s < steps_per_epoch && st == DP_OK; s++, step++) {
+            double stats[3];
+            st = train_step(t, ld, epoch, step, steps_per_epoch, stats, err);
+            if (st != DP_OK) break;
+            ep_loss += stats[0], ep_correct += stats[1], ep_count += stats[2];
+            window_images += (int64_t)stats[2];
+            bool log = (step + 1) % c->run.log_every == 0 || s == steps_per_epoch - 1;
+            if (log && d->rank == 0) {
+                double now = dp_now_seconds(), ips = window_images / (now - window_t);
+                char eta[32];
+                format_eta((now - t0) / (step + 1) * (total - step - 1), eta, sizeof eta);
+                double lr = dp_lr_at(&c->train, step, steps_per_epoch);
+                fprintf(stderr,
+                        "train epoch %d/%d  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.5f  "
+                        "%.0f img/s  ETA %s\n",
+                        epoch + 1, c->train.epochs, (long long)s + 1, (long long)steps_per_epoch,
+                        stats[0] / stats[2], 100.0 * stats[1] / stats[2], lr, ips, eta);
+                dp_metrics_write(t->metrics,
+                                 "\"type\":\"train\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6f,"
+                                 "\"acc\":%.6f,\"lr\":%.8g,\"images_per_s\":%.1f",
+                                 epoch + 1, (long long)step + 1, stats[0] / stats[2],
+                                 stats[1] / stats[2], lr, ips);
+                window_t = now, window_images = 0;
+            }
+        }
+        if (st != DP_OK) break;
+        if (d->rank == 0)
+            dp_metrics_write(t->metrics,
+                             "\"type\":\"epoch\",\"epoch\":%d,\"loss\":%.6f,\"acc\":%.6f,"
+                             "\"seconds\":%.3f",
+                             epoch + 1, ep_loss / ep_count, ep_correct / ep_count,
+                             dp_now_seconds() - t0);
+        bool last_epoch = epoch == c->train.epochs - 1;
+        if ((c->train.eval_every > 0 && (epoch + 1) % c->train.eval_every == 0) || last_epoch) {
+            eval_result r;
+            if (t->data->val.n > 0) {
+                if ((st = evaluate(t, &t->data->val, &r, err)) != DP_OK) break;
+                report_eval(t, "val", epoch + 1, &r);
+            }
+            if ((st = evaluate(t, &t->data->test, &r, err)) != DP_OK) break;
+            report_eval(t, "test", epoch + 1, &r);
+        }
+    }
+    dp_loader_close(ld);
+    if (st == DP_OK && d->rank == 0)
+        fprintf(stderr, "training done: %d epochs in %.1f s\n", c->train.epochs,
+                dp_now_seconds() - t0);
+    return st;
+}
+
+int app_cmd_train(dp_app *app) {
+    const dp_config *c = &app->cfg;
+    dp_error err = {0};
+    dp_app_data data;
+    dp_model m;
+    memset(&m, 0, sizeof m);
+    trainer t = {.app = app, .data = &data, .m = &m};
+    dp_status st = dp_dist_check(app_open_data(c, &data, &err), &err);
+    if (st == DP_OK) st = dp_dist_check(app_build_model(app, &data, &m, &err), &err);
+    if (st == DP_OK) {
+        int per_step = c->train.batch / c->train.accumulation;
+        dp_status v = DP_OK;
+        if (c->train.batch % c->train.accumulation != 0 || per_step < app->dist.world)
+            v = dp_fail(&err, DP_ERR_CONFIG,
+                        "%s: train.batch = %d must be a multiple of train.accumulation = %d with "
+                        "at least one sample per rank (%d ranks)",
+                        c->path, c->train.batch, c->train.accumulation, app->dist.world);
+        t.micro_global = per_step;
+        st = dp_dist_check(v, &err);
+    }
+    if (st == DP_OK) {
+        int cap = (t.micro_global + app->dist.world - 1) / app->dist.world;
+        dp_status s2 = dp_activations_alloc(&t.act, &m, cap, &err);
+        if (s2 == DP_OK) s2 = dp_sgd_init(&t.opt, &m, &c->train, &err);
+        t.keys = calloc((size_t)cap, sizeof(uint64_t));
+        if (s2 == DP_OK && !t.keys) s2 = dp_fail(&err, DP_ERR_NOMEM, "out of memory");
+        st = dp_dist_check(s2, &err);
+    }
+    if (st == DP_OK) st = dp_dist_check(app->dist.rank == 0 ? open_metrics(&t, &err) : DP_OK, &err);
+    if (st == DP_OK && app->dist.rank == 0)
+        fprintf(stderr,
+                "dprune %s: %s on %s, %d ranks x %d threads, OpenBLAS core %s, %lld params, "
+                "%.1f MFLOPs/sample, %lld train / %lld val / %lld test images\n",
+                DPRUNE_VERSION, m.arch, c->data.dataset, app->dist.world, app->threads,
+                dp_blas_corename(), (long long)dp_model_params(&m), dp_model_flops(&m) / 1e6,
+                (long long)data.train.n, (long long)data.val.n, (long long)data.test.n);
+    if (st == DP_OK) st = train_epochs(&t, &err);
+    if (st != DP_OK && err.code == DP_ERR_NUMERIC) st = dp_dist_check(st, &err);
+    free(t.keys);
+    dp_sgd_free(&t.opt);
+    if (t.act.out) dp_activations_free(&t.act, &m);
+    if (t.metrics) dp_metrics_close(t.metrics);
+    dp_model_free(&m);
+    app_close_data(&data);
+    return st == DP_OK ? 0 : 1;
+}
