@@ -28,14 +28,19 @@ void conv2d_shape_init(conv2d_shape *s, int N, int C, int H, int W, int K, int R
                        int pad);
 int64_t conv2d_flops(const conv2d_shape *s); /* per whole batch N: N*K*P*Q*C*R*S */
 /* Floats of scratch the fast forward/backward need (im2col buffers, per-thread partial dW).
- * nthreads = threads that will run the kernel. */
+ * nthreads = threads that will run the kernel (omp_get_max_threads() at call time, i.e.
+ * dp_threads_count()). The kernels run min(omp_get_max_threads(), N, what ws_floats allows)
+ * threads, so a workspace sized for fewer threads is safe (just slower); one too small for
+ * even one thread (or ws == NULL) falls back to the naive loops. */
 size_t conv2d_workspace_floats(const conv2d_shape *s, int nthreads);
-/* x [N,C,H,W], w [K,C,R,S], b [K] or NULL -> y [N,K,P,Q] (overwritten) */
+/* x [N,C,H,W], w [K,C,R,S], b [K] or NULL -> y [N,K,P,Q] (overwritten).
+ * ws: scratch of ws_floats floats (see conv2d_workspace_floats). */
 void conv2d_forward(const conv2d_shape *s, const float *x, const float *w, const float *b, float *y,
-                    float *ws);
-/* dy [N,K,P,Q] -> dx += [N,C,H,W] (if dx), dw += [K,C,R,S], db += [K] (if db) */
+                    float *ws, size_t ws_floats);
+/* dy [N,K,P,Q] -> dx += [N,C,H,W] (if dx), dw += [K,C,R,S], db += [K] (if db).
+ * dw is deterministic for a given thread count (fixed-order reduction of per-thread parts). */
 void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
-                     float *dx, float *dw, float *db, float *ws);
+                     float *dx, float *dw, float *db, float *ws, size_t ws_floats);
 void conv2d_forward_naive(const conv2d_shape *s, const float *x, const float *w, const float *b,
                           float *y);
 void conv2d_backward_naive(const conv2d_shape *s, const float *x, const float *w, const float *dy,
@@ -132,5 +137,13 @@ double softmax_xent_loss(int N, int K, const float *logits, const int32_t *label
                          float label_smoothing);
 void topk_correct(int N, int K, const float *logits, const int32_t *labels, int64_t *top1,
                   int64_t *top5);
+
+/* ---------------- ResNet option-A shortcut: y[n, pad_before + c, p, q] = x[n, c, p*stride,
+ * q*stride]; the other output channels are zero. x [N,C,H,W] -> y [N,K,P,Q], P = ceil(H/stride).
+ */
+void shortcut_pad_forward(int N, int C, int H, int W, int K, int stride, int pad_before,
+                          const float *x, float *y);
+void shortcut_pad_backward(int N, int C, int H, int W, int K, int stride, int pad_before,
+                           const float *dy, float *dx);
 
 #endif

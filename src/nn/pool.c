@@ -1,0 +1,128 @@
+/* Pooling: max (saves the argmax for backward), average (count_include_pad, PyTorch's
+ * default) and global average. OpenMP over the N*C planes: planes are independent, so the
+ * backward scatters never collide. */
+#include "dprune/nn.h"
+#include <math.h>
+
+void pool2d_shape_init(pool2d_shape *s, int N, int C, int H, int W, int k, int stride, int pad) {
+    s->N = N, s->C = C, s->H = H, s->W = W;
+    s->k = k, s->stride = stride, s->pad = pad;
+    s->P = (H + 2 * pad - k) / stride + 1;
+    s->Q = (W + 2 * pad - k) / stride + 1;
+}
+
+// x: [N,C,H,W] -> y: [N,C,P,Q], argmax: [N,C,P,Q] (h*W+w inside the plane; -1 if none)
+void maxpool2d_forward(const pool2d_shape *s, const float *x, float *y, int32_t *argmax) {
+    const int H = s->H, W = s->W, P = s->P, Q = s->Q;
+    const long planes = (long)s->N * s->C;
+#pragma omp parallel for schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        const float *xp = x + (size_t)pl * H * W;
+        float *yp = y + (size_t)pl * P * Q;
+        int32_t *ap = argmax + (size_t)pl * P * Q;
+        for (int p = 0; p < P; p++)
+            for (int q = 0; q < Q; q++) {
+                // padding is -inf, i.e. simply skipped; ties keep the first maximum
+                float best = -INFINITY;
+                int32_t arg = -1;
+                for (int r = 0; r < s->k; r++) {
+                    int h = p * s->stride + r - s->pad;
+                    if (h < 0 || h >= H) continue;
+                    for (int t = 0; t < s->k; t++) {
+                        int w = q * s->stride + t - s->pad;
+                        if (w < 0 || w >= W) continue;
+                        if (arg < 0 || xp[h * W + w] > best) best = xp[h * W + w], arg = h * W + w;
+                    }
+                }
+                yp[p * Q + q] = best;
+                ap[p * Q + q] = arg;
+            }
+    }
+}
+
+// argmax, dy: [N,C,P,Q] -> dx: [N,C,H,W] += dy routed to each window's max
+void maxpool2d_backward(const pool2d_shape *s, const int32_t *argmax, const float *dy, float *dx) {
+    const size_t HW = (size_t)s->H * s->W, PQ = (size_t)s->P * s->Q;
+    const long planes = (long)s->N * s->C;
+#pragma omp parallel for schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        const int32_t *ap = argmax + pl * PQ;
+        const float *dp = dy + pl * PQ;
+        float *gp = dx + pl * HW;
+        for (size_t i = 0; i < PQ; i++)
+            if (ap[i] >= 0) gp[ap[i]] += dp[i];
+    }
+}
+
+// x: [N,C,H,W] -> y: [N,C,P,Q], mean over the k*k window, padded zeros included
+void avgpool2d_forward(const pool2d_shape *s, const float *x, float *y) {
+    const int H = s->H, W = s->W, P = s->P, Q = s->Q;
+    const float inv = 1.0f / (float)(s->k * s->k);
+    const long planes = (long)s->N * s->C;
+#pragma omp parallel for schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        const float *xp = x + (size_t)pl * H * W;
+        float *yp = y + (size_t)pl * P * Q;
+        for (int p = 0; p < P; p++)
+            for (int q = 0; q < Q; q++) {
+                float acc = 0.0f;
+                for (int r = 0; r < s->k; r++) {
+                    int h = p * s->stride + r - s->pad;
+                    if (h < 0 || h >= H) continue;
+                    for (int t = 0; t < s->k; t++) {
+                        int w = q * s->stride + t - s->pad;
+                        if (w >= 0 && w < W) acc += xp[h * W + w];
+                    }
+                }
+                yp[p * Q + q] = acc * inv;
+            }
+    }
+}
+
+// dy: [N,C,P,Q] -> dx: [N,C,H,W] += dy/(k*k) spread over each window's real cells
+void avgpool2d_backward(const pool2d_shape *s, const float *dy, float *dx) {
+    const int H = s->H, W = s->W, P = s->P, Q = s->Q;
+    const float inv = 1.0f / (float)(s->k * s->k);
+    const long planes = (long)s->N * s->C;
+#pragma omp parallel for schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        const float *dp = dy + (size_t)pl * P * Q;
+        float *gp = dx + (size_t)pl * H * W;
+        for (int p = 0; p < P; p++)
+            for (int q = 0; q < Q; q++) {
+                float g = dp[p * Q + q] * inv;
+                for (int r = 0; r < s->k; r++) {
+                    int h = p * s->stride + r - s->pad;
+                    if (h < 0 || h >= H) continue;
+                    for (int t = 0; t < s->k; t++) {
+                        int w = q * s->stride + t - s->pad;
+                        if (w >= 0 && w < W) gp[h * W + w] += g;
+                    }
+                }
+            }
+    }
+}
+
+// x: [N,C,HW] -> y: [N,C]
+void global_avgpool_forward(int N, int C, int HW, const float *x, float *y) {
+    const long planes = (long)N * C;
+#pragma omp parallel for schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        const float *xp = x + (size_t)pl * HW;
+        double acc = 0.0;
+        for (int i = 0; i < HW; i++) acc += xp[i];
+        y[pl] = (float)(acc / HW);
+    }
+}
+
+// dy: [N,C] -> dx: [N,C,HW] += dy/HW
+void global_avgpool_backward(int N, int C, int HW, const float *dy, float *dx) {
+    const long planes = (long)N * C;
+    const float inv = 1.0f / (float)HW;
+#pragma omp parallel for schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        float g = dy[pl] * inv;
+        float *gp = dx + (size_t)pl * HW;
+        for (int i = 0; i < HW; i++) gp[i] += g;
+    }
+}

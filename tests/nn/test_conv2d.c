@@ -1,0 +1,189 @@
+/* conv2d: shape arithmetic, FLOPs, backward vs finite differences, fast (im2col/GEMM, OpenMP)
+ * vs naive with 1 and 2 threads, workspace clamping, determinism, accumulation. */
+#include "dprune/nn.h"
+#include "gradcheck.h"
+#include <omp.h>
+
+typedef struct {
+    conv2d_shape s;
+    float *x, *w, *b, *y, *r, *ws;
+    size_t nws, ny;
+} conv_ctx;
+
+static double conv_loss(void *p) {
+    conv_ctx *c = p;
+    conv2d_forward(&c->s, c->x, c->w, c->b, c->y, c->ws, c->nws);
+    return gc_dot(c->r, c->y, c->ny);
+}
+
+typedef struct {
+    int N, C, H, W, K, R, S, stride, pad, bias;
+} conv_cfg;
+
+static void shape_of(const conv_cfg *g, conv2d_shape *s) {
+    conv2d_shape_init(s, g->N, g->C, g->H, g->W, g->K, g->R, g->S, g->stride, g->pad);
+}
+
+static size_t nx_of(const conv2d_shape *s) {
+    return (size_t)s->N * s->C * s->H * s->W;
+}
+static size_t nw_of(const conv2d_shape *s) {
+    return (size_t)s->K * s->C * s->R * s->S;
+}
+static size_t ny_of(const conv2d_shape *s) {
+    return (size_t)s->N * s->K * s->P * s->Q;
+}
+
+// backward of the fast kernel vs central differences of its forward
+static void check_fd(const conv_cfg *g, unsigned seed) {
+    conv_ctx c;
+    shape_of(g, &c.s);
+    size_t nx = nx_of(&c.s), nw = nw_of(&c.s);
+    c.ny = ny_of(&c.s);
+    c.nws = conv2d_workspace_floats(&c.s, omp_get_max_threads());
+    c.ws = dp_alloc_floats(c.nws);
+    c.x = gc_alloc_uniform(nx, seed, 1.0f);
+    c.w = gc_alloc_uniform(nw, seed + 1, 0.5f);
+    c.b = g->bias ? gc_alloc_uniform(g->K, seed + 2, 0.5f) : NULL;
+    c.r = gc_alloc_uniform(c.ny, seed + 3, 1.0f);
+    c.y = dp_alloc_floats(c.ny);
+    float *dx = dp_alloc_floats(nx), *dw = dp_alloc_floats(nw), *db = dp_alloc_floats(g->K);
+    conv_loss(&c);
+    conv2d_backward(&c.s, c.x, c.w, c.r, dx, dw, c.b ? db : NULL, c.ws, c.nws);
+    char name[128];
+    snprintf(name, sizeof name, "conv %dx%d s%d p%d C%d K%d %dx%d %s", g->R, g->S, g->stride,
+             g->pad, g->C, g->K, g->H, g->W, g->bias ? "bias" : "nobias");
+    // conv is linear in x and w: the differences are exact up to float rounding of y
+    gc_check(name, c.x, dx, nx, conv_loss, &c, 1e-2f, 1e-3, 1e-2, 50);
+    gc_check(name, c.w, dw, nw, conv_loss, &c, 1e-2f, 1e-3, 1e-2, 50);
+    if (c.b) gc_check(name, c.b, db, g->K, conv_loss, &c, 1e-2f, 1e-3, 1e-2, 50);
+    dp_free(c.ws), dp_free(c.x), dp_free(c.w), dp_free(c.b), dp_free(c.r), dp_free(c.y);
+    dp_free(dx), dp_free(dw), dp_free(db);
+}
+
+/* Fast vs naive, forward and all three gradients. Gradients start from the same non-zero
+ * values so accumulation (+=) is part of the comparison. ws_threads sizes the workspace. */
+static void check_fast_vs_naive(const conv_cfg *g, int threads, int ws_threads, unsigned seed) {
+    omp_set_num_threads(threads);
+    conv2d_shape s;
+    shape_of(g, &s);
+    size_t nx = nx_of(&s), nw = nw_of(&s), ny = ny_of(&s), nws = 0;
+    float *ws = NULL;
+    if (ws_threads > 0) {
+        nws = conv2d_workspace_floats(&s, ws_threads);
+        ws = dp_alloc_floats(nws);
+    }
+    float *x = gc_alloc_uniform(nx, seed, 1.0f), *w = gc_alloc_uniform(nw, seed + 1, 0.5f);
+    float *b = g->bias ? gc_alloc_uniform(g->K, seed + 2, 0.5f) : NULL;
+    float *dy = gc_alloc_uniform(ny, seed + 3, 1.0f);
+    float *y1 = dp_alloc_floats(ny), *y2 = dp_alloc_floats(ny);
+    float *dx1 = gc_alloc_uniform(nx, seed + 4, 1.0f), *dx2 = gc_copy(dx1, nx);
+    float *dw1 = gc_alloc_uniform(nw, seed + 5, 1.0f), *dw2 = gc_copy(dw1, nw);
+    float *db1 = gc_alloc_uniform(g->K, seed + 6, 1.0f), *db2 = gc_copy(db1, g->K);
+
+    conv2d_forward(&s, x, w, b, y1, ws, nws);
+    conv2d_forward_naive(&s, x, w, b, y2);
+    conv2d_backward(&s, x, w, dy, dx1, dw1, db1, ws, nws);
+    conv2d_backward_naive(&s, x, w, dy, dx2, dw2, db2);
+    char name[160];
+    snprintf(name, sizeof name, "fast/naive N%d C%d %dx%d K%d %dx%d s%d p%d t%d ws%d", g->N, g->C,
+             g->H, g->W, g->K, g->R, g->S, g->stride, g->pad, threads, ws_threads);
+    gc_close(name, y1, y2, ny, 1e-4);
+    gc_close(name, dx1, dx2, nx, 1e-4);
+    gc_close(name, dw1, dw2, nw, 1e-4);
+    gc_close(name, db1, db2, g->K, 1e-4);
+
+    // dx == NULL and db == NULL must leave dw unchanged
+    float *dw3 = gc_alloc_uniform(nw, seed + 5, 1.0f);
+    conv2d_backward(&s, x, w, dy, NULL, dw3, NULL, ws, nws);
+    gc_close(name, dw3, dw1, nw, 1e-4);
+
+    dp_free(ws), dp_free(x), dp_free(w), dp_free(b), dp_free(dy), dp_free(y1), dp_free(y2);
+    dp_free(dx1), dp_free(dx2), dp_free(dw1), dp_free(dw2), dp_free(db1), dp_free(db2);
+    dp_free(dw3);
+}
+
+// same thread count -> bitwise identical dW; backward twice -> twice the gradient
+static void check_determinism_and_accumulation(int threads) {
+    omp_set_num_threads(threads);
+    conv2d_shape s;
+    conv2d_shape_init(&s, 5, 3, 9, 8, 4, 3, 3, 1, 1);
+    size_t nx = nx_of(&s), nw = nw_of(&s), ny = ny_of(&s);
+    size_t nws = conv2d_workspace_floats(&s, threads);
+    float *ws = dp_alloc_floats(nws);
+    float *x = gc_alloc_uniform(nx, 11, 1.0f), *w = gc_alloc_uniform(nw, 12, 0.5f);
+    float *dy = gc_alloc_uniform(ny, 13, 1.0f);
+    float *dwa = dp_alloc_floats(nw), *dwb = dp_alloc_floats(nw);
+    float *dxa = dp_alloc_floats(nx), *dxb = dp_alloc_floats(nx);
+    float *dba = dp_alloc_floats(s.K), *dbb = dp_alloc_floats(s.K);
+    conv2d_backward(&s, x, w, dy, dxa, dwa, dba, ws, nws);
+    conv2d_backward(&s, x, w, dy, dxb, dwb, dbb, ws, nws);
+    CHECK(memcmp(dwa, dwb, nw * sizeof(float)) == 0);
+    CHECK(memcmp(dxa, dxb, nx * sizeof(float)) == 0);
+    // second call on the same buffers doubles them
+    conv2d_backward(&s, x, w, dy, dxb, dwb, dbb, ws, nws);
+    for (size_t i = 0; i < nx; i++) dxa[i] *= 2;
+    for (size_t i = 0; i < nw; i++) dwa[i] *= 2;
+    for (int i = 0; i < s.K; i++) dba[i] *= 2;
+    gc_close("accumulate dx", dxb, dxa, nx, 1e-6);
+    gc_close("accumulate dw", dwb, dwa, nw, 1e-6);
+    gc_close("accumulate db", dbb, dba, s.K, 1e-6);
+    dp_free(ws), dp_free(x), dp_free(w), dp_free(dy), dp_free(dwa), dp_free(dwb);
+    dp_free(dxa), dp_free(dxb), dp_free(dba), dp_free(dbb);
+}
+
+int main(void) {
+    // shapes and FLOPs: ResNet stem on 224x224
+    conv2d_shape s;
+    conv2d_shape_init(&s, 2, 3, 224, 224, 64, 7, 7, 2, 3);
+    CHECK(s.P == 112 && s.Q == 112);
+    CHECK(conv2d_flops(&s) == (int64_t)2 * 64 * 112 * 112 * 3 * 7 * 7);
+    conv2d_shape_init(&s, 1, 8, 7, 10, 8, 3, 3, 2, 1);
+    CHECK(s.P == 4 && s.Q == 5);
+    CHECK(conv2d_workspace_floats(&s, 2) >= 2 * conv2d_workspace_floats(&s, 1) - 32);
+
+    // a hand case: 1 channel 3x3 input, 2x2 kernel of ones, bias 1 -> window sums + 1
+    {
+        float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[4] = {1, 1, 1, 1}, b[1] = {1}, y[4], yn[4];
+        conv2d_shape_init(&s, 1, 1, 3, 3, 1, 2, 2, 1, 0);
+        float ws[64];
+        conv2d_forward(&s, x, w, b, y, ws, 64);
+        conv2d_forward_naive(&s, x, w, b, yn);
+        CHECK(y[0] == 13 && y[1] == 17 && y[2] == 25 && y[3] == 29);
+        CHECK(memcmp(y, yn, sizeof y) == 0);
+    }
+
+    const conv_cfg fd[] = {
+        {2, 3, 5, 7, 4, 3, 3, 1, 1, 1},  // 3x3 s1 p1, bias, non-square
+        {2, 3, 7, 6, 4, 3, 3, 2, 1, 0},  // 3x3 s2 p1, no bias
+        {2, 2, 6, 5, 3, 3, 3, 1, 0, 1},  // 3x3 s1 p0
+        {2, 2, 6, 5, 3, 3, 3, 2, 0, 0},  // 3x3 s2 p0
+        {2, 5, 4, 3, 6, 1, 1, 1, 0, 1},  // 1x1 direct GEMM path
+        {2, 4, 6, 7, 3, 1, 1, 2, 0, 0},  // 1x1 stride 2 (im2col path)
+        {1, 3, 11, 9, 2, 7, 7, 2, 3, 1}, // 7x7 s2 p3 (stem)
+        {3, 2, 5, 5, 2, 3, 1, 1, 1, 1},  // non-square kernel
+    };
+    omp_set_num_threads(2);
+    for (size_t i = 0; i < sizeof fd / sizeof fd[0]; i++) check_fd(&fd[i], 100 + 10 * (unsigned)i);
+
+    const conv_cfg cmp[] = {
+        {3, 3, 9, 7, 5, 3, 3, 1, 1, 1},   {5, 4, 8, 11, 6, 3, 3, 2, 1, 0},
+        {2, 3, 13, 13, 4, 7, 7, 2, 3, 1}, {3, 7, 5, 9, 5, 1, 1, 1, 0, 1},
+        {3, 6, 9, 9, 5, 1, 1, 2, 0, 1},   {1, 5, 6, 6, 3, 3, 3, 1, 1, 1},
+        {4, 16, 8, 8, 32, 3, 3, 1, 1, 0}, {2, 32, 7, 7, 16, 1, 1, 1, 0, 0},
+        {3, 2, 10, 10, 3, 5, 5, 1, 2, 1}, {2, 3, 1, 1, 4, 1, 1, 1, 0, 1},
+        {2, 3, 3, 3, 4, 3, 3, 1, 1, 1},
+    };
+    for (int t = 1; t <= 2; t++)
+        for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++)
+            check_fast_vs_naive(&cmp[i], t, t, 500 + 10 * (unsigned)i);
+    // workspace sized for fewer threads than run (clamped), and none at all (naive fallback)
+    check_fast_vs_naive(&cmp[0], 2, 1, 900);
+    check_fast_vs_naive(&cmp[3], 2, 1, 910);
+    check_fast_vs_naive(&cmp[1], 2, 0, 920);
+    check_fast_vs_naive(&cmp[3], 2, 0, 930);
+
+    check_determinism_and_accumulation(1);
+    check_determinism_and_accumulation(2);
+    return dp_test_finish();
+}

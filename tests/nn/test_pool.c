@@ -1,0 +1,135 @@
+/* pooling: shapes, hand cases (argmax, padded average, global mean), backward vs finite
+ * differences for max (tie-free inputs), average with padding and global average, thread-count
+ * independence and accumulation. */
+#include "dprune/nn.h"
+#include "gradcheck.h"
+#include <omp.h>
+
+typedef struct {
+    pool2d_shape s;
+    int kind; // 0 max, 1 avg, 2 global avg
+    float *x, *y, *r;
+    int32_t *arg;
+    size_t ny;
+} pool_ctx;
+
+static double pool_loss(void *p) {
+    pool_ctx *c = p;
+    if (c->kind == 0)
+        maxpool2d_forward(&c->s, c->x, c->y, c->arg);
+    else if (c->kind == 1)
+        avgpool2d_forward(&c->s, c->x, c->y);
+    else
+        global_avgpool_forward(c->s.N, c->s.C, c->s.H * c->s.W, c->x, c->y);
+    return gc_dot(c->r, c->y, c->ny);
+}
+
+static void backward(pool_ctx *c, const float *dy, float *dx) {
+    if (c->kind == 0)
+        maxpool2d_backward(&c->s, c->arg, dy, dx);
+    else if (c->kind == 1)
+        avgpool2d_backward(&c->s, dy, dx);
+    else
+        global_avgpool_backward(c->s.N, c->s.C, c->s.H * c->s.W, dy, dx);
+}
+
+/* Tie-free input: a random permutation of values 0.1 apart, so a +-1e-2 step never changes
+ * which element is the maximum of a window. */
+static float *distinct_input(size_t n, unsigned seed) {
+    int64_t *perm = dp_alloc(n * sizeof(int64_t));
+    dp_rng r;
+    dp_rng_init(&r, seed, 0, 0, 0);
+    dp_rng_permutation(&r, perm, (int64_t)n);
+    float *x = dp_alloc_floats(n);
+    for (size_t i = 0; i < n; i++) x[i] = 0.1f * (float)(perm[i] - (int64_t)n / 2);
+    dp_free(perm);
+    return x;
+}
+
+static void check_pool(int kind, int N, int C, int H, int W, int k, int stride, int pad,
+                       unsigned seed) {
+    pool_ctx c;
+    c.kind = kind;
+    pool2d_shape_init(&c.s, N, C, H, W, k, stride, pad);
+    size_t nx = (size_t)N * C * H * W;
+    c.ny = kind == 2 ? (size_t)N * C : (size_t)N * C * c.s.P * c.s.Q;
+    c.x = kind == 0 ? distinct_input(nx, seed) : gc_alloc_uniform(nx, seed, 1.0f);
+    c.y = dp_alloc_floats(c.ny);
+    c.arg = dp_alloc(c.ny * sizeof(int32_t));
+    c.r = gc_alloc_uniform(c.ny, seed + 1, 1.0f);
+    float *dx = dp_alloc_floats(nx), *dx1 = dp_alloc_floats(nx), *y1 = dp_alloc_floats(c.ny);
+    omp_set_num_threads(1);
+    pool_loss(&c);
+    memcpy(y1, c.y, c.ny * sizeof(float));
+    backward(&c, c.r, dx1);
+    omp_set_num_threads(2);
+    pool_loss(&c);
+    backward(&c, c.r, dx);
+    char name[96];
+    snprintf(name, sizeof name, "%s N%d C%d %dx%d k%d s%d p%d", kind == 0 ? "max" : "avg", N, C, H,
+             W, k, stride, pad);
+    CHECK_MSG(memcmp(y1, c.y, c.ny * sizeof(float)) == 0, "%s: threads differ (y)", name);
+    CHECK_MSG(memcmp(dx1, dx, nx * sizeof(float)) == 0, "%s: threads differ (dx)", name);
+    gc_check(name, c.x, dx, nx, pool_loss, &c, 1e-2f, 1e-4, 1e-3, 80);
+    // accumulation
+    backward(&c, c.r, dx);
+    for (size_t i = 0; i < nx; i++) dx1[i] *= 2;
+    gc_close(name, dx, dx1, nx, 1e-6);
+    dp_free(c.x), dp_free(c.y), dp_free(c.arg), dp_free(c.r), dp_free(dx), dp_free(dx1);
+    dp_free(y1);
+}
+
+int main(void) {
+    pool2d_shape s;
+    pool2d_shape_init(&s, 1, 1, 112, 112, 3, 2, 1);
+    CHECK(s.P == 56 && s.Q == 56);
+    pool2d_shape_init(&s, 1, 1, 7, 5, 2, 2, 0);
+    CHECK(s.P == 3 && s.Q == 2);
+
+    // hand case: 4x4 plane, 2x2 max pool stride 2
+    {
+        float x[16] = {1, 5, 2, 0, 3, 4, 8, 1, 9, 0, 1, 1, 2, 2, 0, 7}, y[4], dx[16] = {0};
+        float dy[4] = {1, 2, 3, 4};
+        int32_t arg[4];
+        pool2d_shape_init(&s, 1, 1, 4, 4, 2, 2, 0);
+        maxpool2d_forward(&s, x, y, arg);
+        CHECK(y[0] == 5 && y[1] == 8 && y[2] == 9 && y[3] == 7);
+        CHECK(arg[0] == 1 && arg[1] == 6 && arg[2] == 8 && arg[3] == 15);
+        maxpool2d_backward(&s, arg, dy, dx);
+        CHECK(dx[1] == 1 && dx[6] == 2 && dx[8] == 3 && dx[15] == 4 && dx[0] == 0);
+    }
+    // padding is -inf for max: an all-negative plane never picks a padded zero
+    {
+        float x[4] = {-4, -3, -2, -1}, y[4];
+        int32_t arg[4];
+        pool2d_shape_init(&s, 1, 1, 2, 2, 3, 1, 1);
+        maxpool2d_forward(&s, x, y, arg);
+        CHECK(y[0] == -1 && y[1] == -1 && arg[0] == 3);
+    }
+    // avg pool counts padding: corner of a 3x3 window with pad 1 sees 4 real cells / 9
+    {
+        float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, y[9];
+        pool2d_shape_init(&s, 1, 1, 3, 3, 3, 1, 1);
+        avgpool2d_forward(&s, x, y);
+        CHECK_CLOSE(y[0], (1 + 2 + 4 + 5) / 9.0, 1e-6, 0);
+        CHECK_CLOSE(y[4], 45 / 9.0, 1e-6, 0);
+        CHECK_CLOSE(y[8], (5 + 6 + 8 + 9) / 9.0, 1e-6, 0);
+    }
+    // global average
+    {
+        float x[8] = {1, 2, 3, 6, -1, -1, -1, -1}, y[2], dx[8] = {0}, dy[2] = {4, 8};
+        global_avgpool_forward(1, 2, 4, x, y);
+        CHECK(y[0] == 3 && y[1] == -1);
+        global_avgpool_backward(1, 2, 4, dy, dx);
+        CHECK(dx[0] == 1 && dx[3] == 1 && dx[4] == 2 && dx[7] == 2);
+    }
+
+    check_pool(0, 2, 3, 9, 7, 3, 2, 1, 10); // ResNet stem max pool, non-square
+    check_pool(0, 2, 2, 6, 6, 2, 2, 0, 20);
+    check_pool(0, 1, 3, 5, 8, 3, 1, 1, 30); // overlapping windows
+    check_pool(1, 2, 3, 7, 6, 3, 1, 1, 40); // avg with padding
+    check_pool(1, 2, 2, 8, 5, 2, 2, 0, 50);
+    check_pool(1, 1, 2, 9, 9, 3, 2, 1, 60);
+    check_pool(2, 3, 4, 5, 3, 1, 1, 0, 70); // global (k/stride unused)
+    return dp_test_finish();
+}
