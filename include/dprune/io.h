@@ -18,7 +18,7 @@
 typedef struct {
     char dir[DP_PATH_MAX]; /* run directory (metrics, checkpoints); relative to the config file */
     int64_t seed;
-    int threads; /* per rank; 0 = OMP_NUM_THREADS or all cores */
+    int threads;   /* per rank; 0 = OMP_NUM_THREADS or all cores */
     int log_every; /* steps between progress lines */
 } dp_run_config;
 
@@ -72,23 +72,64 @@ typedef struct {
     char schedule[DP_NAME_MAX]; /* constant | step | multistep | cosine */
     double warmup_epochs;       /* linear warmup from lr*warmup_start */
     double warmup_start;
-    int step_size;              /* step: epochs between decays */
+    int step_size;               /* step: epochs between decays */
     int milestones[DP_MAX_LIST]; /* multistep: epochs */
     int n_milestones;
-    double gamma;    /* decay factor for step/multistep */
-    double min_lr;   /* cosine floor */
-    int eval_every;  /* epochs between evaluations (0 = only at the end) */
+    double gamma;   /* decay factor for step/multistep */
+    double min_lr;  /* cosine floor */
+    int eval_every; /* epochs between evaluations (0 = only at the end) */
 } dp_train_config;
 
 typedef struct {
-    char path[DP_PATH_MAX];   /* the file the config came from ("" = a string) */
+    char path[DP_PATH_MAX];     /* the file the config came from ("" = a string) */
     char base_dir[DP_PATH_MAX]; /* directory for relative paths */
-    uint64_t hash;            /* FNV-1a of the config text */
+    uint64_t hash;              /* FNV-1a of the config text */
     dp_run_config run;
     dp_data_config data;
     dp_model_config model;
     dp_train_config train;
 } dp_config;
+
+/* ---- schema: one row per setting; drives defaults, parsing, validation and the reference ----
+ * Rows of dp_config_schema() address dp_config; rows of dp_config_layer_schema() address one
+ * dp_layer_spec (the fields of a model.layers entry). */
+typedef enum {
+    DP_SET_INT,        /* int */
+    DP_SET_INT64,      /* int64_t */
+    DP_SET_FLOAT,      /* double; an integer literal is accepted */
+    DP_SET_BOOL,       /* bool */
+    DP_SET_STRING,     /* char[size] */
+    DP_SET_ENUM,       /* char[size] holding one of `choices` */
+    DP_SET_FLOAT_LIST, /* double[size] + int count at count_offset */
+    DP_SET_INT_LIST,   /* int[size] + int count at count_offset */
+    DP_SET_LAYERS,     /* model.layers: list of groups, each checked against the layer schema */
+} dp_setting_type;
+
+enum {
+    DP_SET_REQUIRED = 1 << 0, /* must be given (layer fields: see required_for) */
+    DP_SET_PATH = 1 << 1,     /* a relative value is resolved against the config's directory */
+};
+
+typedef struct {
+    const char *path; /* "section.name" ("name" for layer fields) */
+    dp_setting_type type;
+    size_t offset;            /* of the value in dp_config (dp_layer_spec for layer fields) */
+    size_t size;              /* strings: buffer bytes; lists: max entries */
+    size_t count_offset;      /* lists: offset of the int entry count */
+    double def;               /* default of numbers and bools */
+    const char *def_str;      /* default of strings and enums */
+    double min, max;          /* numbers and list entries; +-HUGE_VAL = unbounded */
+    const char *choices;      /* enums: "a|b|c" */
+    unsigned flags;           /* DP_SET_* */
+    const char *used_by;      /* layer fields: layer types taking it, "a|b" (NULL = all) */
+    const char *required_for; /* layer fields: layer types requiring it (NULL = none) */
+    const char *help;
+} dp_setting;
+
+const dp_setting *dp_config_schema(size_t *count);
+const dp_setting *dp_config_layer_schema(size_t *count);
+/* One-line description of a section ("train"), or NULL. */
+const char *dp_config_section_help(const char *section);
 
 /* Parses and validates config text; `origin` is the file name used in messages and
  * `base_dir` resolves relative paths. Unknown keys, wrong types, out-of-range values and missing
@@ -105,12 +146,16 @@ void dp_config_resolve_path(const dp_config *cfg, const char *path, char *out, s
 
 /* ---- metrics: JSON lines in the run directory ---- */
 typedef struct dp_metrics dp_metrics;
+/* Opens (creating or appending) a JSON-lines file; its directory must exist. */
 dp_status dp_metrics_open(dp_metrics **out, const char *path, dp_error *err);
 /* Writes one JSON object line: fmt is a printf format producing the object's members
- * (without braces), e.g. "\"epoch\":%d,\"loss\":%.6f". Flushed. */
+ * (without braces), e.g. "\"epoch\":%d,\"loss\":%.6f". Flushed. Bare nan/inf numbers
+ * (a diverged run) are written as null so the line stays valid JSON. m == NULL is a no-op
+ * (e.g. on non-root ranks). */
 void dp_metrics_write(dp_metrics *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void dp_metrics_close(dp_metrics *m);
-/* JSON-escapes s into out. */
+/* JSON-escapes s into out (quotes, backslashes, control characters); always NUL-terminated,
+ * truncated at a whole escape / UTF-8 character when out is too small. */
 void dp_json_escape(const char *s, char *out, size_t outsz);
 
 #endif

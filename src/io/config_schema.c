@@ -1,0 +1,176 @@
+/* The config schema: one row per setting. config.c applies the defaults, parses, validates and
+ * generates the reference (docs/config-reference.md, `dprune config-help`) from these rows only.
+ *
+ * Adding a setting = adding its field to the struct in io.h and one row here. Adding a section
+ * (e.g. prune) = a member of dp_config, its rows, and a line in dp_sections. Cross-field rules
+ * that one row cannot express live in check_cross_fields() in config.c. */
+#include "dprune/io.h"
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+/* offsetof guarded by the field's C type: a row whose macro does not match the struct field
+ * (say INT on a double) fails to compile instead of writing the wrong bytes. */
+#define OFF(ctype, field) _Generic(((dp_config *)0)->field, ctype : offsetof(dp_config, field))
+#define LOFF(ctype, field)                                                                         \
+    _Generic(((dp_layer_spec *)0)->field, ctype : offsetof(dp_layer_spec, field))
+#define FIELD_SIZE(T, field) sizeof(((T *)0)->field)
+#define UNBOUNDED HUGE_VAL
+
+/* Row macros; the last arguments are the help text and optionally more designated initializers,
+ * e.g. .flags = REQ. */
+#define ROW(sec, name, t, ctype, ...)                                                              \
+    { .path = #sec "." #name, .type = t, .offset = OFF(ctype, sec.name), __VA_ARGS__ }
+#define INT(sec, name, d, lo, hi, ...)                                                             \
+    ROW(sec, name, DP_SET_INT, int, .def = d, .min = lo, .max = hi, .help = __VA_ARGS__)
+#define INT64(sec, name, d, lo, hi, ...)                                                           \
+    ROW(sec, name, DP_SET_INT64, int64_t, .def = d, .min = lo, .max = hi, .help = __VA_ARGS__)
+#define FLOAT(sec, name, d, lo, hi, ...)                                                           \
+    ROW(sec, name, DP_SET_FLOAT, double, .def = d, .min = lo, .max = hi, .help = __VA_ARGS__)
+#define BOOL(sec, name, d, ...)                                                                    \
+    ROW(sec, name, DP_SET_BOOL, bool, .def = d, .min = 0, .max = 1, .help = __VA_ARGS__)
+#define STR(sec, name, d, ...)                                                                     \
+    ROW(sec, name, DP_SET_STRING, char *, .size = FIELD_SIZE(dp_config, sec.name), .def_str = d,   \
+        .help = __VA_ARGS__)
+#define ENUM(sec, name, d, ch, ...)                                                                \
+    ROW(sec, name, DP_SET_ENUM, char *, .size = FIELD_SIZE(dp_config, sec.name), .def_str = d,     \
+        .choices = ch, .help = __VA_ARGS__)
+#define FLIST(sec, name, count, lo, hi, ...)                                                       \
+    ROW(sec, name, DP_SET_FLOAT_LIST, double *,                                                    \
+        .size = FIELD_SIZE(dp_config, sec.name) / sizeof(double),                                  \
+        .count_offset = OFF(int, sec.count), .min = lo, .max = hi, .help = __VA_ARGS__)
+#define ILIST(sec, name, count, lo, hi, ...)                                                       \
+    ROW(sec, name, DP_SET_INT_LIST, int *, .size = FIELD_SIZE(dp_config, sec.name) / sizeof(int),  \
+        .count_offset = OFF(int, sec.count), .min = lo, .max = hi, .help = __VA_ARGS__)
+
+#define REQ DP_SET_REQUIRED
+#define PATH DP_SET_PATH
+
+static const dp_setting dp_schema[] = {
+    /* ---- run ---- */
+    STR(run, dir, "runs/default",
+        "Run directory for metrics and checkpoints; relative to the config file.", .flags = PATH),
+    INT64(run, seed, 42, 0, UNBOUNDED,
+          "Seed of every random stream (init, shuffle, augmentation, dropout, split)."),
+    INT(run, threads, 0, 0, 1024, "OpenMP threads per rank; 0 = OMP_NUM_THREADS or all cores."),
+    INT(run, log_every, 50, 0, 1000000000, "Optimizer steps between progress lines; 0 = none."),
+
+    /* ---- data ---- */
+    ENUM(data, dataset, "", "fashion-mnist|mnist|idx|cifar10|cifar100|imagefolder",
+         "Dataset format.", .flags = REQ),
+    STR(data, path, "",
+        "Directory holding the dataset files; relative to the config file. "
+        "Empty = the dataset's default location.",
+        .flags = PATH),
+    FLOAT(data, val_split, 0, 0, 0.5,
+          "Fraction of the training set held out for validation (0 = none)."),
+    BOOL(data, prefetch, true, "Load the next batch in the background while training."),
+    BOOL(data, drop_last, true, "Drop the last incomplete training batch of an epoch."),
+    INT(data, crop_pad, 0, 0, 64, "Random crop after zero-padding by this many pixels; 0 = off."),
+    BOOL(data, flip, false, "Random horizontal flip."),
+    BOOL(data, random_resized_crop, false,
+         "Random resized crop to image_size (file datasets, ImageNet style)."),
+    FLOAT(data, rrc_min_scale, 0.08, 0.01, 1, "Smallest area fraction of a random resized crop."),
+    INT(data, image_size, 0, 0, 1024,
+        "Network input side in pixels (file datasets); 0 = native size."),
+    INT(data, resize, 0, 0, 2048,
+        "Evaluation: resize the shorter side to this, then center-crop image_size; 0 = off."),
+    FLIST(data, mean, n_mean, -UNBOUNDED, UNBOUNDED,
+          "Per-channel mean subtracted from inputs in [0,1]; 1 or 3 entries. "
+          "Empty = the dataset's default."),
+    FLIST(data, std, n_std, 1e-6, UNBOUNDED,
+          "Per-channel standard deviation inputs are divided by; 1 or 3 entries. "
+          "Empty = the dataset's default."),
+    INT64(data, limit_train, 0, 0, UNBOUNDED, "Use only the first N training samples; 0 = all."),
+    INT64(data, limit_test, 0, 0, UNBOUNDED, "Use only the first N test samples; 0 = all."),
+
+    /* ---- model ---- */
+    ENUM(model, arch, "",
+         "fmnist_cnn|lenet5|vgg11|vgg13|vgg16|vgg19|resnet20|resnet32|resnet56|resnet110|"
+         "resnet18|resnet34|resnet50|custom",
+         "Network architecture; custom = the layers list below.", .flags = REQ),
+    FLOAT(model, width, 1.0, 0.05, 8, "Channel width multiplier."),
+    ENUM(model, shortcut, "A", "A|B",
+         "CIFAR ResNet shortcut on downsampling: A = zero-padding identity, "
+         "B = 1x1 convolution + batch norm."),
+    INT(model, num_classes, 0, 0, 100000, "Number of classes; 0 = from the dataset."),
+    {.path = "model.layers",
+     .type = DP_SET_LAYERS,
+     .offset = OFF(dp_layer_spec *, model.layers),
+     .size = DP_MAX_CUSTOM_LAYERS,
+     .count_offset = OFF(int, model.n_layers),
+     .help = "Layers of a custom network, in order: a list of groups (fields below). "
+             "Required with arch = \"custom\", not allowed otherwise."},
+
+    /* ---- train ---- */
+    INT(train, epochs, 0, 0, 100000, "Number of training epochs.", .flags = REQ),
+    INT(train, batch, 128, 1, 1048576,
+        "Global batch size per optimizer step (summed over ranks and accumulation)."),
+    INT(train, accumulation, 1, 1, 4096, "Micro-batches accumulated per optimizer step."),
+    FLOAT(train, lr, 0.1, 0, 100, "Peak learning rate (SGD)."),
+    FLOAT(train, momentum, 0.9, 0, 0.9999, "SGD momentum."),
+    BOOL(train, nesterov, false, "Nesterov momentum."),
+    FLOAT(train, weight_decay, 5e-4, 0, 1, "L2 weight decay."),
+    BOOL(train, no_decay_bn_bias, false, "Exclude batch-norm parameters and biases from decay."),
+    FLOAT(train, label_smoothing, 0, 0, 0.99, "Label smoothing of the cross-entropy loss."),
+    ENUM(train, schedule, "cosine", "constant|step|multistep|cosine", "Learning-rate schedule."),
+    FLOAT(train, warmup_epochs, 0, 0, 1000,
+          "Epochs of linear warmup from lr * warmup_start to lr (fractions allowed)."),
+    FLOAT(train, warmup_start, 0.1, 0, 1, "Warmup starting factor of lr."),
+    INT(train, step_size, 30, 1, 100000, "step schedule: epochs between decays by gamma."),
+    ILIST(train, milestones, n_milestones, 1, 100000,
+          "multistep schedule: epochs at which lr decays by gamma; strictly increasing. "
+          "Required with schedule = \"multistep\"."),
+    FLOAT(train, gamma, 0.1, 0, 1, "Decay factor of the step and multistep schedules."),
+    FLOAT(train, min_lr, 0, 0, UNBOUNDED, "Floor of the cosine schedule."),
+    INT(train, eval_every, 1, 0, 100000, "Epochs between evaluations; 0 = only at the end."),
+};
+
+/* Fields of one model.layers entry. `used_by` lists the layer types taking a field; a field
+ * given to another type is an error, since it is almost surely a mistake. */
+#define LROW(name, t, ctype, ...)                                                                  \
+    { .path = #name, .type = t, .offset = LOFF(ctype, name), __VA_ARGS__ }
+
+static const dp_setting dp_layer_schema[] = {
+    LROW(type, DP_SET_ENUM, char *, .size = FIELD_SIZE(dp_layer_spec, type), .def_str = "",
+         .choices = "conv|bn|relu|maxpool|avgpool|gap|linear|flatten|dropout", .flags = REQ,
+         .help = "Layer type."),
+    LROW(out, DP_SET_INT, int, .min = 1, .max = 1048576, .used_by = "conv|linear",
+         .required_for = "conv|linear", .help = "Output channels (conv) or features (linear)."),
+    LROW(k, DP_SET_INT, int, .min = 1, .max = 64, .used_by = "conv|maxpool|avgpool",
+         .required_for = "conv|maxpool|avgpool", .help = "Kernel size."),
+    LROW(stride, DP_SET_INT, int, .def = 1, .min = 1, .max = 64, .used_by = "conv|maxpool|avgpool",
+         .help = "Stride; pools default to k."),
+    LROW(pad, DP_SET_INT, int, .def = 0, .min = 0, .max = 64, .used_by = "conv|maxpool|avgpool",
+         .help = "Zero padding on each side."),
+    LROW(bias, DP_SET_BOOL, bool, .def = 1, .min = 0, .max = 1, .used_by = "conv|linear",
+         .help = "Learnable bias."),
+    LROW(p, DP_SET_FLOAT, double, .def = 0.5, .min = 0, .max = 0.99, .used_by = "dropout",
+         .help = "Drop probability."),
+};
+
+static const struct {
+    const char *name, *help;
+} dp_sections[] = {
+    {"run", "Where results go, seeding and threads."},
+    {"data", "Dataset, split and augmentation."},
+    {"model", "Network architecture."},
+    {"train", "Optimizer, batch and learning-rate schedule."},
+};
+
+const dp_setting *dp_config_schema(size_t *count) {
+    *count = sizeof dp_schema / sizeof dp_schema[0];
+    return dp_schema;
+}
+
+const dp_setting *dp_config_layer_schema(size_t *count) {
+    *count = sizeof dp_layer_schema / sizeof dp_layer_schema[0];
+    return dp_layer_schema;
+}
+
+const char *dp_config_section_help(const char *section) {
+    for (size_t i = 0; i < sizeof dp_sections / sizeof dp_sections[0]; i++) {
+        if (strcmp(dp_sections[i].name, section) == 0) return dp_sections[i].help;
+    }
+    return NULL;
+}
