@@ -1,31 +1,65 @@
-/* dprune dist: the only MPI caller. A plain `./dprune conf.cfg` runs as an MPI singleton. */
+/* dprune dist: the only MPI caller. A plain `./dprune conf.cfg` runs as an MPI singleton.
+ *
+ * Every collective goes through a watchdog: it is posted non-blocking and waited on with a
+ * deadline; past it, the rank announces where it waits, collects the announcements of the
+ * others for a moment, reports which ranks have not arrived, and aborts the job. */
 #ifndef DPRUNE_DIST_H
 #define DPRUNE_DIST_H
 
 #include "dprune/core.h"
+#include "dprune/model.h"
+#include <mpi.h> /* for MPI_Comm only: no other module calls MPI */
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
+    MPI_Comm comm;           /* MPI_COMM_WORLD, or MPI_COMM_SELF for a rank-local replica */
     int rank, world;
+    double watchdog_seconds; /* 0 = wait forever */
+    uint64_t seq;            /* collectives completed so far (the same on every rank) */
 } dp_dist;
 
 dp_status dp_dist_init(int *argc, char ***argv, dp_dist *d, dp_error *err);
 void dp_dist_finalize(void);
+/* A one-rank view (MPI_COMM_SELF): the same code run as if alone, e.g. a reference in tests. */
+void dp_dist_self(dp_dist *d);
 /* Ends every rank with `code` (collective abort; never returns). */
 void dp_dist_abort(int code) __attribute__((noreturn));
-/* 1 if flag is non-zero on any rank (collective). */
-int dp_dist_any(int flag);
-dp_status dp_dist_bcast_bytes(void *buf, size_t n, int root, dp_error *err);
-/* Broadcasts a NUL-terminated text: non-root ranks receive a malloc'ed copy. */
-dp_status dp_dist_bcast_text(char **text, size_t *len, int root, dp_error *err);
-void dp_dist_allreduce_sum_double(double *x, size_t n);
-void dp_dist_allreduce_sum_i64(int64_t *x, size_t n);
-void dp_dist_barrier(void);
-void dp_dist_allreduce_sum_float(float *x, size_t n);
+
 /* Collective error check: if `st` failed on any rank, the lowest failing rank prints its
  * message once ("dprune: error: ..."), and every rank gets a non-OK status back. */
-dp_status dp_dist_check(dp_status st, const dp_error *err);
+dp_status dp_dist_check(dp_dist *d, dp_status st, const dp_error *err);
+dp_status dp_dist_bcast_bytes(dp_dist *d, void *buf, size_t n, int root, dp_error *err);
+/* Broadcasts a NUL-terminated text: non-root ranks receive a malloc'ed copy. */
+dp_status dp_dist_bcast_text(dp_dist *d, char **text, size_t *len, int root, dp_error *err);
+dp_status dp_dist_sum_double(dp_dist *d, double *x, size_t n, dp_error *err);
+dp_status dp_dist_sum_i64(dp_dist *d, int64_t *x, size_t n, dp_error *err);
+dp_status dp_dist_sum_float(dp_dist *d, float *x, size_t n, dp_error *err);
+dp_status dp_dist_barrier(dp_dist *d, dp_error *err);
 const char *dp_dist_library_version(char *buf, size_t n);
+
+/* Debug check that every rank holds bitwise-identical parameters and buffers: a hash per
+ * tensor, min and max allreduced; names the first tensor that differs. */
+dp_status dp_dist_check_identical(dp_dist *d, const dp_model *m, dp_error *err);
+
+/* ---- gradient allreduce in buckets, overlapped with backward ---- */
+typedef struct dp_grad_sync dp_grad_sync;
+dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m,
+                              size_t first_bytes, size_t bucket_bytes, bool overlap,
+                              dp_error *err);
+void dp_grad_sync_free(dp_grad_sync *g);
+int dp_grad_sync_buckets(const dp_grad_sync *g);
+/* Arms the sync for the backward that completes this step's gradient. */
+void dp_grad_sync_begin(dp_grad_sync *g);
+/* Backward hook: node `node` is done; posts every bucket now complete and drives progress. */
+void dp_grad_sync_node_done(dp_grad_sync *g, int node);
+/* Posts what is left and waits for all buckets; the gradient is then the sum over ranks. */
+dp_status dp_grad_sync_finish(dp_grad_sync *g, dp_error *err);
+/* Seconds blocked in finish() since the last reset: communication that was not hidden. */
+double dp_grad_sync_wait_seconds(const dp_grad_sync *g);
+void dp_grad_sync_reset_timers(dp_grad_sync *g);
+
+/* Sync-BN hook for dp_exec_hooks.bn_allreduce (ctx = dp_dist *). */
+void dp_dist_bn_allreduce(void *ctx, double *sums, int n, double *count);
 
 #endif

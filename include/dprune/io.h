@@ -81,6 +81,20 @@ typedef struct {
 } dp_train_config;
 
 typedef struct {
+    bool overlap;            /* bucketed non-blocking allreduce during backward */
+    double bucket_mb;        /* bucket size after the first */
+    double first_bucket_mb;  /* the first bucket is small so communication starts early */
+    bool sync_bn;            /* batch-norm statistics summed across ranks */
+    int check_every;         /* debug: steps between identical-parameter checks (0 = off) */
+    double watchdog_seconds; /* a collective not done within this ends the job (0 = off) */
+    /* fault injection for tests */
+    int debug_stall_rank, debug_stall_step;
+    double debug_stall_seconds;
+    int debug_nan_step;
+    int debug_perturb_rank, debug_perturb_step;
+} dp_dist_config;
+
+typedef struct {
     char path[DP_PATH_MAX];     /* the file the config came from ("" = a string) */
     char base_dir[DP_PATH_MAX]; /* directory for relative paths */
     uint64_t hash;              /* FNV-1a of the config text */
@@ -88,6 +102,7 @@ typedef struct {
     dp_data_config data;
     dp_model_config model;
     dp_train_config train;
+    dp_dist_config dist;
 } dp_config;
 
 /* ---- schema: one row per setting; drives defaults, parsing, validation and the reference ----

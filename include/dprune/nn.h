@@ -41,6 +41,12 @@ void conv2d_forward(const conv2d_shape *s, const float *x, const float *w, const
  * dw is deterministic for a given thread count (fixed-order reduction of per-thread parts). */
 void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
                      float *dx, float *dw, float *db, float *ws, size_t ws_floats);
+/* Which fast path conv2d_forward/backward take. AUTO: Winograd F(2x2,3x3) (forward and dx;
+ * dW stays im2col) for 3x3 stride-1 convs with enough channels, im2col + SGEMM otherwise.
+ * Forcing WINOGRAD applies it to every 3x3 stride-1 conv (pad 0..2); others stay im2col.
+ * Process-wide; for tests and benchmarks. The workspace size does not depend on it. */
+typedef enum { CONV2D_ALGO_AUTO = 0, CONV2D_ALGO_IM2COL, CONV2D_ALGO_WINOGRAD } conv2d_algo;
+void conv2d_set_algo(conv2d_algo algo);
 void conv2d_forward_naive(const conv2d_shape *s, const float *x, const float *w, const float *b,
                           float *y);
 void conv2d_backward_naive(const conv2d_shape *s, const float *x, const float *w, const float *dy,

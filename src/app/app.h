@@ -7,6 +7,7 @@
 #include "dprune/dist.h"
 #include "dprune/io.h"
 #include "dprune/model.h"
+#include "dprune/optim.h"
 
 typedef struct {
     dp_dist dist;
@@ -28,7 +29,35 @@ dp_status app_open_data(const dp_config *cfg, dp_app_data *d, dp_error *err);
 void app_close_data(dp_app_data *d);
 /* Builds the configured model for the data's input shape and initialises it on rank 0 (seeded),
  * then broadcasts parameters and buffers so every rank starts identical. */
-dp_status app_build_model(const dp_app *app, const dp_app_data *d, dp_model *m, dp_error *err);
+dp_status app_build_model(dp_app *app, const dp_app_data *d, dp_model *m, dp_error *err);
+
+/* ---- the training phase ---- */
+typedef struct {
+    double loss_sum;
+    int64_t top1, top5, count;
+} eval_result;
+
+typedef struct {
+    dp_app *app;
+    dp_app_data *data;
+    dp_model *m;
+    dp_activations act;
+    dp_sgd opt;
+    dp_metrics *metrics; /* rank 0 only */
+    uint64_t *keys;      /* per-sample keys of the current batch (index + epoch) */
+    int micro_global;    /* global samples per micro-batch */
+    dp_grad_sync *sync;  /* NULL on one rank */
+    dp_exec_hooks hooks;
+} trainer;
+
+/* Collective. Allocates activations and optimizer state, the gradient sync, and (rank 0) the
+ * metrics file in run.dir. */
+dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, dp_error *err);
+/* Runs train.epochs epochs with evaluation as configured. Collective. */
+dp_status trainer_run(trainer *t, dp_error *err);
+/* Sharded evaluation; counts summed exactly over ranks. Collective. */
+dp_status trainer_evaluate(trainer *t, const dp_split *split, eval_result *r, dp_error *err);
+void trainer_free(trainer *t);
 
 int app_cmd_train(dp_app *app);
 int app_cmd_summary(dp_app *app);

@@ -40,8 +40,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     int rc = 1;
-    if (dp_dist_check(app_load_config(&app, conf, &err), &err) == DP_OK) {
+    if (dp_dist_check(&app.dist, app_load_config(&app, conf, &err), &err) == DP_OK) {
         app.threads = dp_threads_setup(app.cfg.run.threads);
+        app.dist.watchdog_seconds = app.cfg.dist.watchdog_seconds;
         rc = !strcmp(cmd, "summary") ? app_cmd_summary(&app) : app_cmd_train(&app);
     }
     dp_dist_finalize();

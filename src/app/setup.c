@@ -10,8 +10,8 @@ dp_status app_load_config(dp_app *app, const char *path, dp_error *err) {
     size_t len = 0;
     dp_status st = DP_OK;
     if (app->dist.rank == 0) st = dp_read_text_file(path, &text, &len, err);
-    if ((st = dp_dist_check(st, err)) != DP_OK) return st;
-    if ((st = dp_dist_bcast_text(&text, &len, 0, err)) != DP_OK) return st;
+    if ((st = dp_dist_check(&app->dist, st, err)) != DP_OK) return st;
+    if ((st = dp_dist_bcast_text(&app->dist, &text, &len, 0, err)) != DP_OK) return st;
     /* relative paths resolve against the config file's directory */
     char dir[DP_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
@@ -139,12 +139,12 @@ void app_close_data(dp_app_data *d) {
     dp_dataset_free(&d->test_ds);
 }
 
-dp_status app_build_model(const dp_app *app, const dp_app_data *d, dp_model *m, dp_error *err) {
+dp_status app_build_model(dp_app *app, const dp_app_data *d, dp_model *m, dp_error *err) {
     dp_status st = dp_model_build(m, &app->cfg.model, d->in_c, d->in_h, d->in_w, d->num_classes, err);
     if (st != DP_OK) return st;
     if (app->dist.rank == 0) dp_model_init_weights(m, (uint64_t)app->cfg.run.seed);
-    st = dp_dist_bcast_bytes(m->param_data, m->n_param_floats * sizeof(float), 0, err);
-    if (st == DP_OK) st = dp_dist_bcast_bytes(m->buffer_data, m->n_buffer_floats * sizeof(float), 0, err);
+    st = dp_dist_bcast_bytes(&app->dist, m->param_data, m->n_param_floats * sizeof(float), 0, err);
+    if (st == DP_OK) st = dp_dist_bcast_bytes(&app->dist, m->buffer_data, m->n_buffer_floats * sizeof(float), 0, err);
     return st;
 }
 
@@ -153,8 +153,8 @@ int app_cmd_summary(dp_app *app) {
     dp_app_data d;
     dp_model m;
     memset(&m, 0, sizeof m);
-    dp_status st = dp_dist_check(app_open_data(&app->cfg, &d, &err), &err);
-    if (st == DP_OK) st = dp_dist_check(app_build_model(app, &d, &m, &err), &err);
+    dp_status st = dp_dist_check(&app->dist, app_open_data(&app->cfg, &d, &err), &err);
+    if (st == DP_OK) st = dp_dist_check(&app->dist, app_build_model(app, &d, &m, &err), &err);
     if (st == DP_OK && app->dist.rank == 0) {
         printf("%s, input %dx%dx%d, %d classes\n", m.arch, m.in_c, m.in_h, m.in_w, m.num_classes);
         dp_model_summary(&m, stdout);

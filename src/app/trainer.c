@@ -2,6 +2,7 @@
  * stderr (rank 0) and JSON-lines metrics in the run directory. */
 #include "app.h"
 #include "dprune/nn.h"
+#include "dprune/dist.h"
 #include "dprune/optim.h"
 #include <errno.h>
 #include <math.h>
@@ -13,21 +14,16 @@
 #include <jpeglib.h>
 #include <libconfig.h>
 
-typedef struct {
-    dp_app *app;
-    dp_app_data *data;
-    dp_model *m;
-    dp_activations act;
-    dp_sgd opt;
-    dp_metrics *metrics; /* rank 0 only */
-    uint64_t *keys;      /* per-sample keys of the current batch (index + epoch) */
-    int micro_global;    /* global samples per micro-batch */
-} trainer;
+/* backward hook: hand finished gradients to the bucketed allreduce */
+static void on_node_backward_done(void *ctx, int node) {
+    trainer *t = ctx;
+    if (t->sync) dp_grad_sync_node_done(t->sync, node);
+}
 
-typedef struct {
-    double loss_sum;
-    int64_t top1, top5, count;
-} eval_result;
+static void on_bn_allreduce(void *ctx, double *sums, int n, double *count) {
+    trainer *t = ctx;
+    dp_dist_bn_allreduce(&t->app->dist, sums, n, count);
+}
 
 static dp_status mkdir_p(const char *path, dp_error *err) {
     char buf[DP_PATH_MAX];
@@ -70,23 +66,27 @@ static dp_status open_metrics(trainer *t, dp_error *err) {
 
 /* Every rank holds its own BN running statistics (batch statistics are per rank); averaging
  * them before evaluation makes every rank hold the same model. */
-static void average_bn_buffers(trainer *t) {
+static dp_status average_bn_buffers(trainer *t, dp_error *err) {
     int world = t->app->dist.world;
-    if (world == 1 || t->m->n_buffer_floats == 0) return;
-    dp_dist_allreduce_sum_float(t->m->buffer_data, t->m->n_buffer_floats);
+    /* with sync-BN every rank already holds the same statistics (and averaging identical
+     * values in float is not always exact) */
+    if (world == 1 || t->m->n_buffer_floats == 0 || t->app->cfg.dist.sync_bn) return DP_OK;
+    dp_status st = dp_dist_sum_float(&t->app->dist, t->m->buffer_data, t->m->n_buffer_floats, err);
     for (size_t i = 0; i < t->m->n_buffer_floats; i++) t->m->buffer_data[i] /= (float)world;
+    return st;
 }
 
-static dp_status evaluate(trainer *t, const dp_split *split, eval_result *r, dp_error *err) {
+dp_status trainer_evaluate(trainer *t, const dp_split *split, eval_result *r, dp_error *err) {
     memset(r, 0, sizeof *r);
     if (split->n == 0) return DP_OK;
-    average_bn_buffers(t);
+    dp_status st = average_bn_buffers(t, err);
+    if (st != DP_OK) return st;
     dp_loader_config lc = {.split = split, .aug = &t->data->aug, .train = false, .shuffle = false,
                            .drop_last = false, .prefetch = t->app->cfg.data.prefetch,
                            .global_batch = t->micro_global, .rank = t->app->dist.rank,
                            .world = t->app->dist.world, .seed = (uint64_t)t->app->cfg.run.seed};
     dp_loader *ld = NULL;
-    dp_status st = dp_loader_open(&ld, &lc, err);
+    st = dp_loader_open(&ld, &lc, err);
     if (st == DP_OK) st = dp_loader_start_epoch(ld, 0, err);
     int64_t batches = st == DP_OK ? dp_loader_batches_per_epoch(ld) : 0;
     dp_forward_opts fo = {.train = false};
@@ -102,12 +102,13 @@ static dp_status evaluate(trainer *t, const dp_split *split, eval_result *r, dp_
         r->top1 += t1, r->top5 += t5, r->count += batch.n;
     }
     dp_loader_close(ld);
-    if ((st = dp_dist_check(st, err)) != DP_OK) return st;
+    if ((st = dp_dist_check(&t->app->dist, st, err)) != DP_OK) return st;
+    /* counts are summed exactly: every test image is counted once, on whichever rank */
     int64_t counts[3] = {r->top1, r->top5, r->count};
-    dp_dist_allreduce_sum_i64(counts, 3);
-    dp_dist_allreduce_sum_double(&r->loss_sum, 1);
+    st = dp_dist_sum_i64(&t->app->dist, counts, 3, err);
+    if (st == DP_OK) st = dp_dist_sum_double(&t->app->dist, &r->loss_sum, 1, err);
     r->top1 = counts[0], r->top5 = counts[1], r->count = counts[2];
-    return DP_OK;
+    return st;
 }
 
 static void report_eval(trainer *t, const char *split, int epoch, const eval_result *r) {
@@ -122,28 +123,56 @@ static void report_eval(trainer *t, const char *split, int epoch, const eval_res
                      epoch, split, r->top1 / n, r->top5 / n, r->loss_sum / n, (long long)r->count);
 }
 
+/* Global samples in micro-batch j of an epoch: B, except in a kept partial tail. */
+static int64_t micro_batch_size(const trainer *t, int64_t j) {
+    int64_t left = t->data->train.n - j * t->micro_global;
+    return left < 0 ? 0 : left < t->micro_global ? left : t->micro_global;
+}
+
+/* Testing aids (dist.debug_*): faults injected on purpose so tests can see them handled. */
+static void inject_faults(const trainer *t, int64_t global_step, dp_batch *b) {
+    const dp_dist_config *dc = &t->app->cfg.dist;
+    if (dc->debug_stall_rank == t->app->dist.rank && dc->debug_stall_step == global_step &&
+        dc->debug_stall_seconds > 0) {
+        double until = dp_now_seconds() + dc->debug_stall_seconds;
+        while (dp_now_seconds() < until) {
+        }
+    }
+    if (dc->debug_nan_step == global_step && t->app->dist.rank == 0 && b->n > 0) b->x[0] = NAN;
+}
+
 /* Runs one optimizer step over `accum` micro-batches; returns the summed loss/correct/count
  * over all ranks in stats[0..2]. */
 static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t global_step,
-                            int64_t steps_per_epoch, double stats[3], dp_error *err) {
+                            int64_t step_in_epoch, int64_t steps_per_epoch, double stats[3],
+                            dp_error *err) {
     const dp_config *c = &t->app->cfg;
+    dp_dist *d = &t->app->dist;
     dp_model *m = t->m;
-    int last = dp_model_output_node(m), K = m->num_classes;
+    int last = dp_model_output_node(m), K = m->num_classes, accum = c->train.accumulation;
     memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
+    /* the gradient is the mean over the step's global batch: every rank scales by 1/B */
+    int64_t step_samples = 0;
+    for (int a = 0; a < accum; a++) step_samples += micro_batch_size(t, step_in_epoch * accum + a);
+    float scale = 1.0f / (float)step_samples;
     double local[3] = {0, 0, 0};
     dp_status st = DP_OK;
-    for (int a = 0; a < c->train.accumulation && st == DP_OK; a++) {
+    for (int a = 0; a < accum; a++) {
         dp_batch b;
-        if ((st = dp_loader_next(ld, &b, err)) != DP_OK) break;
-        if (b.n == 0) continue;
+        /* a data error on one rank must stop every rank before the next collective */
+        st = dp_dist_check(d, dp_loader_next(ld, &b, err), err);
+        if (st != DP_OK) return st;
+        bool last_micro = a == accum - 1;
+        if (t->sync && last_micro) dp_grad_sync_begin(t->sync);
+        if (b.n == 0) continue; /* an empty share of a kept tail: the sync still runs */
+        inject_faults(t, global_step, &b);
         /* dropout and other per-sample randomness: keyed by (epoch, dataset index) */
         for (int i = 0; i < b.n; i++) t->keys[i] = b.keys[i] ^ ((uint64_t)epoch << 40);
-        dp_forward_opts fo = {.train = true, .seed = (uint64_t)c->run.seed, .sample_keys = t->keys};
+        dp_forward_opts fo = {.train = true, .seed = (uint64_t)c->run.seed, .sample_keys = t->keys,
+                              .hooks = &t->hooks};
         dp_model_forward(m, &t->act, b.x, b.n, &fo);
         float *dlogits = t->act.dout[last];
         memset(dlogits, 0, sizeof(float) * (size_t)b.n * K);
-        /* the gradient is the mean over the global batch: every rank scales by 1/B */
-        float scale = 1.0f / (float)(t->micro_global * c->train.accumulation);
         local[0] += softmax_xent_forward_backward(b.n, K, t->act.out[last], b.y,
                                                   (float)c->train.label_smoothing, scale, dlogits);
         int64_t t1, t5;
@@ -151,17 +180,20 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
         local[1] += (double)t1, local[2] += b.n;
         dp_model_backward(m, &t->act, b.n, &fo);
     }
-    if ((st = dp_dist_check(st, err)) != DP_OK) return st;
-    if (t->app->dist.world > 1) dp_dist_allreduce_sum_float(m->grad_data, m->n_param_floats);
+    if (t->sync && (st = dp_grad_sync_finish(t->sync, err)) != DP_OK) return st;
     memcpy(stats, local, sizeof local);
-    dp_dist_allreduce_sum_double(stats, 3);
+    if ((st = dp_dist_sum_double(d, stats, 3, err)) != DP_OK) return st;
     if (!isfinite(stats[0]))
         return dp_fail(err, DP_ERR_NUMERIC,
                        "the training loss became %g at epoch %lld step %lld; lower train.lr "
                        "(now %g) or check the data",
-                       stats[0], (long long)epoch + 1, (long long)global_step, c->train.lr);
+                       stats[0], (long long)epoch + 1, (long long)global_step + 1, c->train.lr);
     dp_sgd_step(&t->opt, m, dp_lr_at(&c->train, global_step, steps_per_epoch));
-    return DP_OK;
+    if (c->dist.debug_perturb_rank == d->rank && c->dist.debug_perturb_step == global_step)
+        m->param_data[0] += 1e-3f;
+    if (c->dist.check_every > 0 && (global_step + 1) % c->dist.check_every == 0)
+        st = dp_dist_check(d, dp_dist_check_identical(d, m, err), err);
+    return st;
 }
 
 static void format_eta(double s, char *buf, size_t n) {
@@ -169,7 +201,7 @@ static void format_eta(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
-static dp_status train_epochs(trainer *t, dp_error *err) {
+dp_status trainer_run(trainer *t, dp_error *err) {
     const dp_config *c = &t->app->cfg;
     const dp_dist *d = &t->app->dist;
     dp_loader_config lc = {.split = &t->data->train, .aug = &t->data->aug, .train = true,
@@ -177,34 +209,38 @@ static dp_status train_epochs(trainer *t, dp_error *err) {
                            .prefetch = c->data.prefetch, .global_batch = t->micro_global,
                            .rank = d->rank, .world = d->world, .seed = (uint64_t)c->run.seed};
     dp_loader *ld = NULL;
-    dp_status st = dp_dist_check(dp_loader_open(&ld, &lc, err), err);
+    dp_status st = dp_dist_check(&t->app->dist, dp_loader_open(&ld, &lc, err), err);
     if (st != DP_OK) return st;
     int64_t steps_per_epoch = dp_loader_batches_per_epoch(ld) / c->train.accumulation;
     if (steps_per_epoch < 1) {
         dp_loader_close(ld);
-        return dp_dist_check(dp_fail(err, DP_ERR_CONFIG,
+        return dp_dist_check(&t->app->dist, dp_fail(err, DP_ERR_CONFIG,
                                      "%s: train.batch = %d is larger than the %lld training samples",
                                      c->path, c->train.batch, (long long)t->data->train.n),
                              err);
     }
     int64_t total = steps_per_epoch * c->train.epochs, step = 0;
     double t0 = dp_now_seconds(), window_t = t0;
-    int64_t window_images = 0;
+    int64_t window_images = 0, window_steps = 0;
     for (int epoch = 0; epoch < c->train.epochs && st == DP_OK; epoch++) {
-        st = dp_dist_check(dp_loader_start_epoch(ld, epoch, err), err);
+        st = dp_dist_check(&t->app->dist, dp_loader_start_epoch(ld, epoch, err), err);
         double ep_loss = 0, ep_correct = 0, ep_count = 0;
         for (int64_t s = 0; s < steps_per_epoch && st == DP_OK; s++, step++) {
             double stats[3];
-            st = train_step(t, ld, epoch, step, steps_per_epoch, stats, err);
+            st = train_step(t, ld, epoch, step, s, steps_per_epoch, stats, err);
             if (st != DP_OK) break;
             ep_loss += stats[0], ep_correct += stats[1], ep_count += stats[2];
             window_images += (int64_t)stats[2];
-            bool log = (step + 1) % c->run.log_every == 0 || s == steps_per_epoch - 1;
+            window_steps++;
+            bool log = (c->run.log_every > 0 && (step + 1) % c->run.log_every == 0) ||
+                       s == steps_per_epoch - 1;
             if (log && d->rank == 0) {
                 double now = dp_now_seconds(), ips = window_images / (now - window_t);
                 char eta[32];
                 format_eta((now - t0) / (step + 1) * (total - step - 1), eta, sizeof eta);
                 double lr = dp_lr_at(&c->train, step, steps_per_epoch);
+                double wait_ms = t->sync ? 1e3 * dp_grad_sync_wait_seconds(t->sync) / window_steps : 0;
+                if (t->sync) dp_grad_sync_reset_timers(t->sync);
                 fprintf(stderr,
                         "train epoch %d/%d  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.5f  "
                         "%.0f img/s  ETA %s\n",
@@ -212,13 +248,15 @@ static dp_status train_epochs(trainer *t, dp_error *err) {
                         stats[0] / stats[2], 100.0 * stats[1] / stats[2], lr, ips, eta);
                 dp_metrics_write(t->metrics,
                                  "\"type\":\"train\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6f,"
-                                 "\"acc\":%.6f,\"lr\":%.8g,\"images_per_s\":%.1f",
+                                 "\"acc\":%.6f,\"lr\":%.8g,\"images_per_s\":%.1f,"
+                                 "\"comm_wait_ms\":%.3f",
                                  epoch + 1, (long long)step + 1, stats[0] / stats[2],
-                                 stats[1] / stats[2], lr, ips);
-                window_t = now, window_images = 0;
+                                 stats[1] / stats[2], lr, ips, wait_ms);
+                window_t = now, window_images = 0, window_steps = 0;
             }
         }
         if (st != DP_OK) break;
+        if (t->sync && d->rank != 0) dp_grad_sync_reset_timers(t->sync);
         if (d->rank == 0)
             dp_metrics_write(t->metrics,
                              "\"type\":\"epoch\",\"epoch\":%d,\"loss\":%.6f,\"acc\":%.6f,"
@@ -229,10 +267,10 @@ static dp_status train_epochs(trainer *t, dp_error *err) {
         if ((c->train.eval_every > 0 && (epoch + 1) % c->train.eval_every == 0) || last_epoch) {
             eval_result r;
             if (t->data->val.n > 0) {
-                if ((st = evaluate(t, &t->data->val, &r, err)) != DP_OK) break;
+                if ((st = trainer_evaluate(t, &t->data->val, &r, err)) != DP_OK) break;
                 report_eval(t, "val", epoch + 1, &r);
             }
-            if ((st = evaluate(t, &t->data->test, &r, err)) != DP_OK) break;
+            if ((st = trainer_evaluate(t, &t->data->test, &r, err)) != DP_OK) break;
             report_eval(t, "test", epoch + 1, &r);
         }
     }
@@ -243,35 +281,59 @@ static dp_status train_epochs(trainer *t, dp_error *err) {
     return st;
 }
 
+dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, dp_error *err) {
+    const dp_config *c = &app->cfg;
+    memset(t, 0, sizeof *t);
+    t->app = app, t->data = data, t->m = m;
+    int per_step = c->train.batch / c->train.accumulation;
+    dp_status v = DP_OK;
+    if (c->dist.sync_bn && !c->data.drop_last)
+        v = dp_fail(err, DP_ERR_CONFIG,
+                    "%s: dist.sync_bn = true needs data.drop_last = true (every rank must take "
+                    "part in every batch-norm reduction)",
+                    c->path);
+    else if (c->train.batch % c->train.accumulation != 0 || per_step < app->dist.world)
+        v = dp_fail(err, DP_ERR_CONFIG,
+                    "%s: train.batch = %d must be a multiple of train.accumulation = %d with at "
+                    "least one sample per rank (%d ranks)",
+                    c->path, c->train.batch, c->train.accumulation, app->dist.world);
+    t->micro_global = per_step;
+    dp_status st = dp_dist_check(&app->dist, v, err);
+    if (st != DP_OK) return st;
+    int cap = (t->micro_global + app->dist.world - 1) / app->dist.world;
+    st = dp_activations_alloc(&t->act, m, cap, err);
+    if (st == DP_OK) st = dp_sgd_init(&t->opt, m, &c->train, err);
+    t->keys = calloc((size_t)cap, sizeof(uint64_t));
+    if (st == DP_OK && !t->keys) st = dp_fail(err, DP_ERR_NOMEM, "out of memory");
+    t->hooks = (dp_exec_hooks){.ctx = t, .node_backward_done = on_node_backward_done,
+                               .bn_allreduce = c->dist.sync_bn ? on_bn_allreduce : NULL};
+    if (st == DP_OK && app->dist.world > 1)
+        st = dp_grad_sync_create(&t->sync, &app->dist, m, (size_t)(c->dist.first_bucket_mb * 1e6),
+                                 (size_t)(c->dist.bucket_mb * 1e6), c->dist.overlap, err);
+    if ((st = dp_dist_check(&app->dist, st, err)) != DP_OK) return st;
+    return dp_dist_check(&app->dist, app->dist.rank == 0 ? open_metrics(t, err) : DP_OK, err);
+}
+
+void trainer_free(trainer *t) {
+    free(t->keys);
+    dp_grad_sync_free(t->sync);
+    dp_sgd_free(&t->opt);
+    if (t->act.out) dp_activations_free(&t->act, t->m);
+    if (t->metrics) dp_metrics_close(t->metrics);
+    memset(t, 0, sizeof *t);
+}
+
 int app_cmd_train(dp_app *app) {
     const dp_config *c = &app->cfg;
     dp_error err = {0};
     dp_app_data data;
     dp_model m;
     memset(&m, 0, sizeof m);
-    trainer t = {.app = app, .data = &data, .m = &m};
-    dp_status st = dp_dist_check(app_open_data(c, &data, &err), &err);
-    if (st == DP_OK) st = dp_dist_check(app_build_model(app, &data, &m, &err), &err);
-    if (st == DP_OK) {
-        int per_step = c->train.batch / c->train.accumulation;
-        dp_status v = DP_OK;
-        if (c->train.batch % c->train.accumulation != 0 || per_step < app->dist.world)
-            v = dp_fail(&err, DP_ERR_CONFIG,
-                        "%s: train.batch = %d must be a multiple of train.accumulation = %d with "
-                        "at least one sample per rank (%d ranks)",
-                        c->path, c->train.batch, c->train.accumulation, app->dist.world);
-        t.micro_global = per_step;
-        st = dp_dist_check(v, &err);
-    }
-    if (st == DP_OK) {
-        int cap = (t.micro_global + app->dist.world - 1) / app->dist.world;
-        dp_status s2 = dp_activations_alloc(&t.act, &m, cap, &err);
-        if (s2 == DP_OK) s2 = dp_sgd_init(&t.opt, &m, &c->train, &err);
-        t.keys = calloc((size_t)cap, sizeof(uint64_t));
-        if (s2 == DP_OK && !t.keys) s2 = dp_fail(&err, DP_ERR_NOMEM, "out of memory");
-        st = dp_dist_check(s2, &err);
-    }
-    if (st == DP_OK) st = dp_dist_check(app->dist.rank == 0 ? open_metrics(&t, &err) : DP_OK, &err);
+    trainer t;
+    memset(&t, 0, sizeof t);
+    dp_status st = dp_dist_check(&app->dist, app_open_data(c, &data, &err), &err);
+    if (st == DP_OK) st = dp_dist_check(&app->dist, app_build_model(app, &data, &m, &err), &err);
+    if (st == DP_OK) st = trainer_init(&t, app, &data, &m, &err);
     if (st == DP_OK && app->dist.rank == 0)
         fprintf(stderr,
                 "dprune %s: %s on %s, %d ranks x %d threads, OpenBLAS core %s, %lld params, "
@@ -279,12 +341,10 @@ int app_cmd_train(dp_app *app) {
                 DPRUNE_VERSION, m.arch, c->data.dataset, app->dist.world, app->threads,
                 dp_blas_corename(), (long long)dp_model_params(&m), dp_model_flops(&m) / 1e6,
                 (long long)data.train.n, (long long)data.val.n, (long long)data.test.n);
-    if (st == DP_OK) st = train_epochs(&t, &err);
-    if (st != DP_OK && err.code == DP_ERR_NUMERIC) st = dp_dist_check(st, &err);
-    free(t.keys);
-    dp_sgd_free(&t.opt);
-    if (t.act.out) dp_activations_free(&t.act, &m);
-    if (t.metrics) dp_metrics_close(t.metrics);
+    if (st == DP_OK) st = trainer_run(&t, &err);
+    /* a NaN loss is found on every rank at once (the loss is allreduced): report it once */
+    if (st != DP_OK && err.code == DP_ERR_NUMERIC) st = dp_dist_check(&app->dist, st, &err);
+    trainer_free(&t);
     dp_model_free(&m);
     app_close_data(&data);
     return st == DP_OK ? 0 : 1;

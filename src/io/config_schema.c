@@ -65,7 +65,8 @@ static const dp_setting dp_schema[] = {
     FLOAT(data, val_split, 0, 0, 0.5,
           "Fraction of the training set held out for validation (0 = none)."),
     BOOL(data, prefetch, true, "Load the next batch in the background while training."),
-    BOOL(data, drop_last, true, "Drop the last incomplete training batch of an epoch."),
+    BOOL(data, drop_last, true, "Drop the last incomplete global training batch of an epoch; false = keep it "
+         "(ranks take what is left of it and the gradient is the mean over those samples)."),
     INT(data, crop_pad, 0, 0, 64, "Random crop after zero-padding by this many pixels; 0 = off."),
     BOOL(data, flip, false, "Random horizontal flip."),
     BOOL(data, random_resized_crop, false,
@@ -124,6 +125,31 @@ static const dp_setting dp_schema[] = {
     FLOAT(train, gamma, 0.1, 0, 1, "Decay factor of the step and multistep schedules."),
     FLOAT(train, min_lr, 0, 0, UNBOUNDED, "Floor of the cosine schedule."),
     INT(train, eval_every, 1, 0, 100000, "Epochs between evaluations; 0 = only at the end."),
+
+    /* ---- dist ---- */
+    BOOL(dist, overlap, true,
+         "Allreduce gradients in buckets posted during backward (overlapping compute); "
+         "false = one blocking allreduce after backward, for comparison."),
+    FLOAT(dist, bucket_mb, 25, 0.001, 4096, "Gradient bucket size in MB (after the first)."),
+    FLOAT(dist, first_bucket_mb, 1, 0.001, 4096,
+          "Size of the first gradient bucket in MB (small, so communication starts early)."),
+    BOOL(dist, sync_bn, false,
+         "Sum batch-norm batch statistics across ranks in forward and backward "
+         "(default: per-rank statistics, as PyTorch DDP)."),
+    INT(dist, check_every, 0, 0, 1000000000,
+        "Debug: every N steps check that all ranks hold bitwise-identical parameters and "
+        "batch-norm buffers; 0 = off."),
+    FLOAT(dist, watchdog_seconds, 600, 0, 1e7,
+          "A collective that does not complete within this many seconds ends the job with a "
+          "report of the ranks that have not arrived; 0 = off."),
+    INT(dist, debug_stall_rank, -1, -1, 1000000, "Testing aid: the rank that stalls (-1 = none)."),
+    INT(dist, debug_stall_step, 0, 0, 1000000000, "Testing aid: the step before which it stalls."),
+    FLOAT(dist, debug_stall_seconds, 0, 0, 1e6, "Testing aid: how long it stalls."),
+    INT(dist, debug_nan_step, -1, -1, 1000000000,
+        "Testing aid: rank 0 poisons its input at this step to make the loss NaN (-1 = never)."),
+    INT(dist, debug_perturb_rank, -1, -1, 1000000,
+        "Testing aid: this rank perturbs one parameter after debug_perturb_step (-1 = none)."),
+    INT(dist, debug_perturb_step, 0, 0, 1000000000, "Testing aid: the step of the perturbation."),
 };
 
 /* Fields of one model.layers entry. `used_by` lists the layer types taking a field; a field
@@ -156,6 +182,7 @@ static const struct {
     {"data", "Dataset, split and augmentation."},
     {"model", "Network architecture."},
     {"train", "Optimizer, batch and learning-rate schedule."},
+    {"dist", "Data-parallel training over MPI: gradient buckets, sync-BN, checks, watchdog."},
 };
 
 const dp_setting *dp_config_schema(size_t *count) {

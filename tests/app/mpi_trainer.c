@@ -1,0 +1,209 @@
+/* Data-parallel training gives the single-rank answer.
+ * (No conv bias before a BN here: BN cancels its gradient, so it holds only rounding noise,
+ * and a relative difference of noise is meaningless.) Run with 1, 2 and 4 ranks.
+ * - W ranks with global batch B == 1 rank with batch B (sync-BN model, augmentation, dropout)
+ * - 1 rank with gradient accumulation == W ranks without (model without BN, dropout)
+ * - all ranks hold bitwise-identical parameters; the same seed twice is bitwise identical
+ * - sharded evaluation on W ranks gives exactly the single-rank counts */
+#include "app.h"
+#include "testutil.h"
+#include <stdlib.h>
+#include <string.h>
+
+static const char *conf_bn =
+    "run = { dir = \"/tmp/dprune-test-mpi-trainer\"; seed = 7; threads = 1; log_every = 0; };\n"
+    "data = { dataset = \"fashion-mnist\"; limit_train = 640; limit_test = 300; crop_pad = 2;"
+    "  flip = true; };\n"
+    "model = { arch = \"custom\"; layers = (\n"
+    "  { type = \"conv\"; out = 8; k = 3; pad = 1; bias = false; }, { type = \"bn\"; },\n"
+    "  { type = \"relu\"; }, { type = \"maxpool\"; k = 2; },\n"
+    "  { type = \"conv\"; out = 8; k = 3; stride = 2; pad = 1; bias = false; },\n"
+    "  { type = \"bn\"; },\n"
+    "  { type = \"relu\"; }, { type = \"dropout\"; p = 0.3; }, { type = \"flatten\"; },\n"
+    "  { type = \"linear\"; out = 10; } ); };\n"
+    "train = { epochs = 1; batch = 64; lr = 0.05; momentum = 0.9; nesterov = true;"
+    "  eval_every = 0; };\n"
+    "dist = { sync_bn = true; bucket_mb = 0.002; first_bucket_mb = 0.001; };\n";
+
+/* no BN: accumulation and sharding then compute the same function of the same samples */
+static const char *conf_nobn =
+    "run = { dir = \"/tmp/dprune-test-mpi-trainer\"; seed = 11; threads = 1; log_every = 0; };\n"
+    "data = { dataset = \"fashion-mnist\"; limit_train = 512; limit_test = 100; crop_pad = 2;"
+    "  flip = true; };\n"
+    "model = { arch = \"custom\"; layers = (\n"
+    "  { type = \"conv\"; out = 6; k = 5; stride = 2; }, { type = \"relu\"; },\n"
+    "  { type = \"dropout\"; p = 0.2; }, { type = \"linear\"; out = 32; }, { type = \"relu\"; },\n"
+    "  { type = \"linear\"; out = 10; } ); };\n"
+    "train = { epochs = 1; batch = 64; accumulation = %d; lr = 0.05; momentum = 0.9;"
+    "  eval_every = 0; };\n"
+    "dist = { overlap = %s; };\n";
+
+typedef struct {
+    float *params, *buffers;
+} snapshot;
+
+static void take(const dp_model *m, snapshot *s) {
+    s->params = malloc(sizeof(float) * m->n_param_floats);
+    s->buffers = malloc(sizeof(float) * (m->n_buffer_floats + 1));
+    memcpy(s->params, m->param_data, sizeof(float) * m->n_param_floats);
+    memcpy(s->buffers, m->buffer_data, sizeof(float) * m->n_buffer_floats);
+}
+
+static void restore(dp_model *m, const snapshot *s) {
+    memcpy(m->param_data, s->params, sizeof(float) * m->n_param_floats);
+    memcpy(m->buffer_data, s->buffers, sizeof(float) * m->n_buffer_floats);
+}
+
+static void drop(snapshot *s) {
+    free(s->params);
+    free(s->buffers);
+}
+
+/* Trains from the current weights with `app`'s view of the ranks. */
+static dp_status train(dp_app *app, dp_app_data *d, dp_model *m) {
+    trainer t;
+    dp_error err = {0};
+    dp_status st = trainer_init(&t, app, d, m, &err);
+    if (st == DP_OK) st = trainer_run(&t, &err);
+    if (st != DP_OK) fprintf(stderr, "train: %s\n", err.msg);
+    trainer_free(&t);
+    return st;
+}
+
+/* max over tensors of ||a - b|| / ||b|| */
+static double worst_rel(const dp_model *m, const float *a, const float *b) {
+    double worst = 0;
+    for (int p = 0; p < m->n_params; p++) {
+        const dp_tensor_view *v = &m->params[p];
+        double num = 0, den = 0;
+        for (size_t j = 0; j < v->numel; j++) {
+            double x = a[v->offset + j], y = b[v->offset + j];
+            num += (x - y) * (x - y), den += y * y;
+        }
+        double r = sqrt(num) / (sqrt(den) + 1e-30);
+        if (r > worst) worst = r;
+    }
+    return worst;
+}
+
+static void setup(dp_app *app, const char *text, dp_app_data *d, dp_model *m) {
+    dp_error err = {0};
+    CHECK_MSG(dp_config_parse(&app->cfg, text, "test.cfg", ".", &err) == DP_OK, "%s", err.msg);
+    CHECK_MSG(app_open_data(&app->cfg, d, &err) == DP_OK, "%s", err.msg);
+    CHECK_MSG(app_build_model(app, d, m, &err) == DP_OK, "%s", err.msg);
+    app->dist.watchdog_seconds = 120; /* a hang fails the test instead of stalling CTest */
+}
+
+/* every rank runs the one-rank reference on its own: separate run directories */
+static dp_app self_view(const dp_app *world) {
+    dp_app self = *world;
+    snprintf(self.cfg.run.dir, sizeof self.cfg.run.dir, "/tmp/dprune-test-mpi-trainer/self%d",
+             world->dist.rank);
+    dp_dist_self(&self.dist);
+    self.dist.watchdog_seconds = 120;
+    return self;
+}
+
+static void test_ranks_match_one_rank(dp_app *world) {
+    dp_app_data d;
+    dp_model m;
+    setup(world, conf_bn, &d, &m);
+    snapshot init, pw, pw2;
+    take(&m, &init);
+
+    CHECK(train(world, &d, &m) == DP_OK);
+    take(&m, &pw);
+    dp_error err = {0};
+    CHECK_MSG(dp_dist_check_identical(&world->dist, &m, &err) == DP_OK, "%s", err.msg);
+
+    /* same seed again: bitwise identical */
+    restore(&m, &init);
+    CHECK(train(world, &d, &m) == DP_OK);
+    take(&m, &pw2);
+    CHECK(memcmp(pw.params, pw2.params, sizeof(float) * m.n_param_floats) == 0);
+
+    /* the one-rank reference, computed by every rank alone */
+    dp_app self = self_view(world);
+    restore(&m, &init);
+    CHECK(train(&self, &d, &m) == DP_OK);
+    double rel = worst_rel(&m, pw.params, m.param_data);
+    if (world->dist.rank == 0)
+        printf("W=%d ranks vs 1 rank (sync-BN): worst per-tensor relative difference %.3g\n",
+               world->dist.world, rel);
+    CHECK_MSG(rel <= 1e-5, "W=%d vs 1 rank: worst relative parameter difference %.3g",
+              world->dist.world, rel);
+    int moved = worst_rel(&m, init.params, m.param_data) > 1e-3;
+    CHECK_MSG(moved, "training did not move the parameters");
+
+    /* evaluation of one model: W ranks count exactly what one rank counts */
+    restore(&m, &init);
+    memcpy(m.param_data, pw.params, sizeof(float) * m.n_param_floats);
+    trainer tw, t1;
+    eval_result ew, e1;
+    CHECK(trainer_init(&tw, world, &d, &m, &err) == DP_OK);
+    CHECK(trainer_evaluate(&tw, &d.test, &ew, &err) == DP_OK);
+    trainer_free(&tw);
+    CHECK(trainer_init(&t1, &self, &d, &m, &err) == DP_OK);
+    CHECK(trainer_evaluate(&t1, &d.test, &e1, &err) == DP_OK);
+    trainer_free(&t1);
+    CHECK(ew.count == d.test.n && e1.count == d.test.n);
+    CHECK_MSG(ew.top1 == e1.top1 && ew.top5 == e1.top5, "top1 %lld vs %lld, top5 %lld vs %lld",
+              (long long)ew.top1, (long long)e1.top1, (long long)ew.top5, (long long)e1.top5);
+    CHECK_CLOSE(ew.loss_sum, e1.loss_sum, 1e-6, 1e-6);
+
+    drop(&init), drop(&pw), drop(&pw2);
+    dp_model_free(&m);
+    app_close_data(&d);
+}
+
+static void test_accumulation_matches_ranks(dp_app *world, bool overlap) {
+    int W = world->dist.world;
+    char text[2048];
+    /* W ranks, no accumulation */
+    snprintf(text, sizeof text, conf_nobn, 1, overlap ? "true" : "false");
+    dp_app_data d;
+    dp_model m;
+    setup(world, text, &d, &m);
+    snapshot init, pw;
+    take(&m, &init);
+    CHECK(train(world, &d, &m) == DP_OK);
+    take(&m, &pw);
+    dp_model_free(&m);
+    app_close_data(&d);
+
+    /* 1 rank accumulating W micro-batches (each as large as one rank's share) */
+    dp_app self = self_view(world);
+    snprintf(text, sizeof text, conf_nobn, W, "true");
+    setup(&self, text, &d, &m);
+    snprintf(self.cfg.run.dir, sizeof self.cfg.run.dir, "/tmp/dprune-test-mpi-trainer/self%d",
+             world->dist.rank);
+    restore(&m, &init);
+    CHECK(train(&self, &d, &m) == DP_OK);
+    double rel = worst_rel(&m, pw.params, m.param_data);
+    if (world->dist.rank == 0)
+        printf("W=%d ranks (overlap %d) vs 1 rank x %d accumulation: worst relative difference "
+               "%.3g\n", W, overlap, W, rel);
+    CHECK_MSG(rel <= 1e-5, "W=%d (overlap %d) vs 1 rank x %d accumulation: worst relative "
+              "difference %.3g", W, overlap, W, rel);
+    drop(&init), drop(&pw);
+    dp_model_free(&m);
+    app_close_data(&d);
+}
+
+int main(int argc, char **argv) {
+    dp_app app;
+    memset(&app, 0, sizeof app);
+    dp_error err = {0};
+    if (dp_dist_init(&argc, &argv, &app.dist, &err) != DP_OK) return 1;
+    app.threads = dp_threads_setup(1);
+    test_ranks_match_one_rank(&app);
+    test_accumulation_matches_ranks(&app, true);
+    test_accumulation_matches_ranks(&app, false);
+    int failed = dp_test_failed;
+    int64_t total = failed;
+    dp_dist_sum_i64(&app.dist, &total, 1, &err);
+    int rc = app.dist.rank == 0 ? dp_test_finish() : (failed ? 1 : 0);
+    if (total > 0) rc = 1;
+    dp_dist_finalize();
+    return rc;
+}
