@@ -4,8 +4,10 @@
 
 // x: [n] -> y: [n] (may alias x)
 void relu_forward(size_t n, const float *x, float *y) {
+    // written so that a NaN passes through (as in PyTorch): a NaN must surface in the loss,
+    // not vanish inside the network
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (size_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
 // y, dy: [n] -> dx: [n] +=

@@ -29,6 +29,9 @@ static void test_relu(void) {
     CHECK(dx[3] == 2 && dx[4] == 2 && dx[1] == 0);
     relu_forward(5, x, x); // in place
     CHECK(x[0] == 0 && x[4] == 3);
+    float bad[2] = {NAN, -INFINITY}, out[2];
+    relu_forward(2, bad, out); // a NaN passes through, as in PyTorch
+    CHECK(isnan(out[0]) && out[1] == 0);
 
     // finite differences away from the kink: |x| >= 0.05 > step
     relu_ctx c = {1000, NULL, NULL, NULL};

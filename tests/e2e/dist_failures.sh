@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Failures on one rank end the whole job quickly with one clear message and a non-zero exit:
+# a corrupt JPEG met by one rank mid-epoch, a NaN loss, a stalled rank (watchdog), replicas
+# that diverge (dist.check_every).
+source "$(dirname "$0")/lib/common.sh"
+shared=${DPRUNE_SHARED_DIR:-$SRC/../shared}
+
+# a tiny ImageFolder with one garbage JPEG, met during the first epoch
+for c in n01440764 n02102040; do
+  mkdir -p "$TMP/if/train/$c" "$TMP/if/val/$c"
+  ls "$shared/data/imagefolder-sample/train/$c" | head -6 | while read -r f; do
+    cp "$shared/data/imagefolder-sample/train/$c/$f" "$TMP/if/train/$c/"; done
+  ls "$shared/data/imagefolder-sample/val/$c" | head -2 | while read -r f; do
+    cp "$shared/data/imagefolder-sample/val/$c/$f" "$TMP/if/val/$c/"; done
+done
+head -c 3000 /dev/urandom > "$TMP/if/train/n02102040/zz_corrupt.JPEG"
+cat > "$TMP/jpeg.cfg" <<CFG
+run = { dir = "$TMP/run1"; log_every = 0; };
+data = { dataset = "imagefolder"; path = "$TMP/if"; image_size = 32; resize = 36; };
+model = { arch = "resnet20"; };
+train = { epochs = 1; batch = 4; };
+CFG
+start=$(date +%s)
+run_mpi 2 120 "$TMP/jpeg.cfg"
+expect_error "corrupt JPEG on one rank" "zz_corrupt.JPEG"
+[ $(( $(date +%s) - start )) -lt 60 ] && ok "corrupt JPEG ended the job within 60 s" || bad "too slow"
+
+base="run = { dir = \"$TMP/run2\"; log_every = 0; };
+data = { dataset = \"fashion-mnist\"; limit_train = 512; limit_test = 64; };
+model = { arch = \"fmnist_cnn\"; };
+train = { epochs = 1; batch = 64; };"
+
+printf '%s\ndist = { debug_nan_step = 2; };\n' "$base" > "$TMP/nan.cfg"
+run_mpi 2 120 "$TMP/nan.cfg"
+expect_error "NaN loss" "loss became nan"
+[ "$(grep -c 'dprune: error' "$TMP/out")" -eq 1 ] && ok "NaN reported once" || bad "NaN reported $(grep -c 'dprune: error' "$TMP/out") times"
+
+printf '%s\ndist = { watchdog_seconds = 3; debug_stall_rank = 1; debug_stall_step = 2; debug_stall_seconds = 60; };\n' "$base" > "$TMP/stall.cfg"
+start=$(date +%s)
+run_mpi 2 120 "$TMP/stall.cfg"
+took=$(( $(date +%s) - start ))
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "ranks that have not arrived: 1" "$TMP/out" && [ "$took" -lt 40 ]; then
+  ok "watchdog named the stalled rank 1 after ${took}s"
+else
+  bad "watchdog: exit $rc after ${took}s"; tail -15 "$TMP/out"
+fi
+
+printf '%s\ndist = { check_every = 1; debug_perturb_rank = 1; debug_perturb_step = 3; };\n' "$base" > "$TMP/diverge.cfg"
+run_mpi 2 120 "$TMP/diverge.cfg"
+expect_error "diverged replicas detected" "ranks hold different values of"
+finish

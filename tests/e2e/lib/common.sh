@@ -1,0 +1,37 @@
+# Shared helpers for the end-to-end scripts: sourced, not run.
+# $1 of the script is the dprune binary; DPRUNE_SOURCE_DIR the checkout.
+set -u
+DPRUNE=${1:?usage: script PATH/TO/dprune}
+SRC=${DPRUNE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+TMP=$(mktemp -d /tmp/dprune-e2e.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+export OMP_NUM_THREADS=1
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); echo "ok: $*"; }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+
+# run_mpi N TIMEOUT ARGS...: runs dprune on N ranks; output in $TMP/out, status in $rc
+run_mpi() {
+  local n=$1 t=$2; shift 2
+  rc=0
+  timeout "$t" "$SRC/launch/mpirun" "$n" "$DPRUNE" "$@" >"$TMP/out" 2>&1 || rc=$?
+}
+
+# expect_error NAME PATTERN: last run failed (not a timeout) and printed PATTERN once
+expect_error() {
+  local name=$1 pat=$2 count
+  count=$(grep -c -E "dprune: error.*$pat" "$TMP/out" || true)
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$count" -ge 1 ]; then
+    ok "$name (exit $rc)"
+  else
+    bad "$name: exit $rc, $count matching error lines; output:"
+    tail -20 "$TMP/out"
+  fi
+}
+
+finish() {
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+}
