@@ -9,31 +9,31 @@
 
 extern int dp_test_passed, dp_test_failed;
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (cond) {                                                                            \
-            dp_test_passed++;                                                                  \
-        } else {                                                                               \
-            dp_test_failed++;                                                                  \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                    \
-        }                                                                                      \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            dp_test_passed++;                                                                      \
+        } else {                                                                                   \
+            dp_test_failed++;                                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                        \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                                   \
-    do {                                                                                       \
-        if (cond) {                                                                            \
-            dp_test_passed++;                                                                  \
-        } else {                                                                               \
-            dp_test_failed++;                                                                  \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                    \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fprintf(stderr, "\n");                                                             \
-        }                                                                                      \
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            dp_test_passed++;                                                                      \
+        } else {                                                                                   \
+            dp_test_failed++;                                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+        }                                                                                          \
     } while (0)
 
 /* |a-b| <= atol + rtol*|b| */
-#define CHECK_CLOSE(a, b, atol, rtol)                                                          \
-    CHECK_MSG(fabs((double)(a) - (double)(b)) <= (atol) + (rtol)*fabs((double)(b)),            \
+#define CHECK_CLOSE(a, b, atol, rtol)                                                              \
+    CHECK_MSG(fabs((double)(a) - (double)(b)) <= (atol) + (rtol)*fabs((double)(b)),                \
               "%.9g vs %.9g", (double)(a), (double)(b))
 
 int dp_test_finish(void);

@@ -57,9 +57,9 @@ uint64_t dp_hash64(uint64_t x);
 void dp_rng_init(dp_rng *r, uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
 uint64_t dp_rng_u64(dp_rng *r);
 uint32_t dp_rng_u32(dp_rng *r);
-double dp_rng_uniform(dp_rng *r);           /* [0, 1) with 53 bits */
+double dp_rng_uniform(dp_rng *r);             /* [0, 1) with 53 bits */
 uint32_t dp_rng_below(dp_rng *r, uint32_t n); /* uniform in [0, n), unbiased */
-double dp_rng_normal(dp_rng *r);            /* standard normal (Box-Muller) */
+double dp_rng_normal(dp_rng *r);              /* standard normal (Box-Muller) */
 /* Fisher-Yates permutation of 0..n-1 from one stream. */
 void dp_rng_permutation(dp_rng *r, int64_t *perm, int64_t n);
 

@@ -15,7 +15,7 @@
  * demand (ImageFolder). Labels are always in memory. */
 typedef struct {
     int64_t n;
-    int c, h, w;        /* stored per-sample shape (in-memory kinds); 0 for ImageFolder */
+    int c, h, w; /* stored per-sample shape (in-memory kinds); 0 for ImageFolder */
     int num_classes;
     uint8_t *pixels;    /* [n, c, h, w] (CHW, like the network) or NULL */
     int32_t *labels;    /* [n] */
@@ -56,8 +56,8 @@ void dp_split_free(dp_split *sp);
 typedef struct {
     int out_c, out_h, out_w; /* network input shape */
     /* training-time augmentation */
-    int crop_pad;            /* random crop of out_h x out_w after zero-padding by crop_pad */
-    bool flip;               /* random horizontal flip, p = 0.5 */
+    int crop_pad;             /* random crop of out_h x out_w after zero-padding by crop_pad */
+    bool flip;                /* random horizontal flip, p = 0.5 */
     bool random_resized_crop; /* ImageNet-style: scale [rrc_min_scale, 1], ratio [3/4, 4/3] */
     float rrc_min_scale;
     /* evaluation (and training without RRC) for file datasets: resize the shorter side to

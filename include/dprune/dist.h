@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 typedef struct {
-    MPI_Comm comm;           /* MPI_COMM_WORLD, or MPI_COMM_SELF for a rank-local replica */
+    MPI_Comm comm; /* MPI_COMM_WORLD, or MPI_COMM_SELF for a rank-local replica */
     int rank, world;
     double watchdog_seconds; /* 0 = wait forever */
     uint64_t seq;            /* collectives completed so far (the same on every rank) */
@@ -44,9 +44,8 @@ dp_status dp_dist_check_identical(dp_dist *d, const dp_model *m, dp_error *err);
 
 /* ---- gradient allreduce in buckets, overlapped with backward ---- */
 typedef struct dp_grad_sync dp_grad_sync;
-dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m,
-                              size_t first_bytes, size_t bucket_bytes, bool overlap,
-                              dp_error *err);
+dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m, size_t first_bytes,
+                              size_t bucket_bytes, bool overlap, dp_error *err);
 void dp_grad_sync_free(dp_grad_sync *g);
 int dp_grad_sync_buckets(const dp_grad_sync *g);
 /* Arms the sync for the backward that completes this step's gradient. */

@@ -159,9 +159,9 @@ typedef struct {
 /* Activation storage for batches of up to `cap` samples. */
 typedef struct {
     int cap;
-    float **out;     /* [n_nodes] node outputs [N, c, h, w] */
-    float **dout;    /* [n_nodes] gradients of node outputs */
-    float **saved;   /* bn: mean/invstd [2C]; dropout: mask */
+    float **out;      /* [n_nodes] node outputs [N, c, h, w] */
+    float **dout;     /* [n_nodes] gradients of node outputs */
+    float **saved;    /* bn: mean/invstd [2C]; dropout: mask */
     int32_t **argmax; /* maxpool */
     float *conv_ws;
     size_t conv_ws_floats;
@@ -172,8 +172,8 @@ dp_status dp_activations_alloc(dp_activations *a, const dp_model *m, int cap, dp
 void dp_activations_free(dp_activations *a, const dp_model *m);
 
 typedef struct {
-    bool train;      /* BN batch stats + running-stat update, dropout active */
-    uint64_t seed;   /* dropout stream */
+    bool train;                  /* BN batch stats + running-stat update, dropout active */
+    uint64_t seed;               /* dropout stream */
     const uint64_t *sample_keys; /* [N] per-sample keys (dataset index + epoch mix) */
     const dp_exec_hooks *hooks;
 } dp_forward_opts;

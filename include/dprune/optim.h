@@ -7,12 +7,12 @@
 #include "dprune/model.h"
 
 typedef struct {
-    float *momentum;      /* same layout as the model's parameter buffer */
+    float *momentum; /* same layout as the model's parameter buffer */
     size_t n;
-    double *decay;        /* [n_params] weight decay per tensor */
+    double *decay; /* [n_params] weight decay per tensor */
     double momentum_coef;
     bool nesterov;
-    bool started;         /* torch initialises the buffer with the first gradient */
+    bool started; /* torch initialises the buffer with the first gradient */
 } dp_sgd;
 
 dp_status dp_sgd_init(dp_sgd *o, const dp_model *m, const dp_train_config *tc, dp_error *err);

@@ -25,8 +25,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     const char *cmd = "train", *conf = NULL;
-    if (argc == 2) conf = argv[1];
-    else if (argc == 3) cmd = argv[1], conf = argv[2];
+    if (argc == 2)
+        conf = argv[1];
+    else if (argc == 3)
+        cmd = argv[1], conf = argv[2];
     if (!conf || (strcmp(cmd, "train") && strcmp(cmd, "summary"))) {
         usage(stderr);
         return 2;

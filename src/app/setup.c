@@ -16,8 +16,10 @@ dp_status app_load_config(dp_app *app, const char *path, dp_error *err) {
     char dir[DP_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
     st = dp_config_parse(&app->cfg, text, path, dir, err);
     free(text);
     return st;
@@ -30,8 +32,12 @@ static bool file_exists(const char *p) {
 
 static void set_norm(dp_augment *a, const dp_data_config *dc, const float *mean, const float *std) {
     for (int c = 0; c < 3; c++) {
-        a->mean[c] = dc->n_mean == 3 ? (float)dc->mean[c] : dc->n_mean == 1 ? (float)dc->mean[0] : mean[c];
-        a->std[c] = dc->n_std == 3 ? (float)dc->std[c] : dc->n_std == 1 ? (float)dc->std[0] : std[c];
+        a->mean[c] = dc->n_mean == 3   ? (float)dc->mean[c]
+                     : dc->n_mean == 1 ? (float)dc->mean[0]
+                                       : mean[c];
+        a->std[c] = dc->n_std == 3   ? (float)dc->std[c]
+                    : dc->n_std == 1 ? (float)dc->std[0]
+                                     : std[c];
     }
 }
 
@@ -62,7 +68,10 @@ static dp_status open_cifar(const char *dir, bool c100, dp_app_data *d, dp_error
             if (file_exists(paths[n])) train[n] = paths[n], n++;
         }
         if (n == 0)
-            return dp_fail(err, DP_ERR_IO, "data.path '%s': no data_batch_1..5.bin found (CIFAR-10 binary version expected)", dir);
+            return dp_fail(
+                err, DP_ERR_IO,
+                "data.path '%s': no data_batch_1..5.bin found (CIFAR-10 binary version expected)",
+                dir);
     }
     snprintf(paths[5], sizeof paths[5], "%s/%s", dir, c100 ? "test.bin" : "test_batch.bin");
     const char *test[1] = {paths[5]};
@@ -79,8 +88,11 @@ dp_status app_open_data(const dp_config *cfg, dp_app_data *d, dp_error *err) {
     dp_status st;
     char dir[DP_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", dc->path);
-    if (!strcmp(ds, "fashion-mnist") && !dir[0]) snprintf(dir, sizeof dir, "/usr/share/datasets/fashion-mnist");
-    if (!dir[0]) return dp_fail(err, DP_ERR_CONFIG, "%s: setting 'data.path' is required for dataset '%s'", cfg->path, ds);
+    if (!strcmp(ds, "fashion-mnist") && !dir[0])
+        snprintf(dir, sizeof dir, "/usr/share/datasets/fashion-mnist");
+    if (!dir[0])
+        return dp_fail(err, DP_ERR_CONFIG, "%s: setting 'data.path' is required for dataset '%s'",
+                       cfg->path, ds);
 
     if (!strcmp(ds, "fashion-mnist") || !strcmp(ds, "mnist") || !strcmp(ds, "idx")) {
         static const float fm[3] = {0.2860f, 0.2860f, 0.2860f}, fs[3] = {0.3530f, 0.3530f, 0.3530f};
@@ -125,8 +137,11 @@ dp_status app_open_data(const dp_config *cfg, dp_app_data *d, dp_error *err) {
 
     if (dc->limit_train > 0 && dc->limit_train < d->train_ds.n) d->train_ds.n = dc->limit_train;
     if (dc->limit_test > 0 && dc->limit_test < d->test_ds.n) d->test_ds.n = dc->limit_test;
-    if (dc->val_split > 0) st = dp_split_val(&d->train_ds, dc->val_split, (uint64_t)cfg->run.seed, &d->train, &d->val, err);
-    else st = dp_split_all(&d->train, &d->train_ds, err);
+    if (dc->val_split > 0)
+        st = dp_split_val(&d->train_ds, dc->val_split, (uint64_t)cfg->run.seed, &d->train, &d->val,
+                          err);
+    else
+        st = dp_split_all(&d->train, &d->train_ds, err);
     if (st == DP_OK) st = dp_split_all(&d->test, &d->test_ds, err);
     return st;
 }
@@ -140,11 +155,14 @@ void app_close_data(dp_app_data *d) {
 }
 
 dp_status app_build_model(dp_app *app, const dp_app_data *d, dp_model *m, dp_error *err) {
-    dp_status st = dp_model_build(m, &app->cfg.model, d->in_c, d->in_h, d->in_w, d->num_classes, err);
+    dp_status st =
+        dp_model_build(m, &app->cfg.model, d->in_c, d->in_h, d->in_w, d->num_classes, err);
     if (st != DP_OK) return st;
     if (app->dist.rank == 0) dp_model_init_weights(m, (uint64_t)app->cfg.run.seed);
     st = dp_dist_bcast_bytes(&app->dist, m->param_data, m->n_param_floats * sizeof(float), 0, err);
-    if (st == DP_OK) st = dp_dist_bcast_bytes(&app->dist, m->buffer_data, m->n_buffer_floats * sizeof(float), 0, err);
+    if (st == DP_OK)
+        st = dp_dist_bcast_bytes(&app->dist, m->buffer_data, m->n_buffer_floats * sizeof(float), 0,
+                                 err);
     return st;
 }
 

@@ -32,7 +32,8 @@ static dp_status mkdir_p(const char *path, dp_error *err) {
         if (*p != '/') continue;
         *p = 0;
         if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return dp_fail(err, DP_ERR_IO, "cannot create directory '%s': %s", buf, strerror(errno));
+            return dp_fail(err, DP_ERR_IO, "cannot create directory '%s': %s", buf,
+                           strerror(errno));
         *p = '/';
     }
     if (mkdir(buf, 0777) != 0 && errno != EEXIST)
@@ -50,17 +51,17 @@ static dp_status open_metrics(trainer *t, dp_error *err) {
     if (st != DP_OK) return st;
     char mpi[128], cfgpath[2 * DP_PATH_MAX];
     dp_json_escape(c->path, cfgpath, sizeof cfgpath);
-    dp_metrics_write(t->metrics,
-                     "\"type\":\"provenance\",\"dprune\":\"%s\",\"commit\":\"%s\",\"config\":\"%s\","
-                     "\"config_hash\":\"%016llx\",\"openblas_core\":\"%s\",\"mpi\":\"%s\","
-                     "\"zlib\":\"%s\",\"libjpeg\":%d,\"libconfig\":\"%d.%d.%d\",\"ranks\":%d,"
-                     "\"threads\":%d,\"seed\":%lld,\"arch\":\"%s\",\"params\":%lld,\"flops\":%lld",
-                     DPRUNE_VERSION, DPRUNE_GIT_COMMIT, cfgpath, (unsigned long long)c->hash,
-                     dp_blas_corename(), dp_dist_library_version(mpi, sizeof mpi), zlibVersion(),
-                     JPEG_LIB_VERSION, LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR,
-                     LIBCONFIG_VER_REVISION, t->app->dist.world, t->app->threads,
-                     (long long)c->run.seed, t->m->arch, (long long)dp_model_params(t->m),
-                     (long long)dp_model_flops(t->m));
+    dp_metrics_write(
+        t->metrics,
+        "\"type\":\"provenance\",\"dprune\":\"%s\",\"commit\":\"%s\",\"config\":\"%s\","
+        "\"config_hash\":\"%016llx\",\"openblas_core\":\"%s\",\"mpi\":\"%s\","
+        "\"zlib\":\"%s\",\"libjpeg\":%d,\"libconfig\":\"%d.%d.%d\",\"ranks\":%d,"
+        "\"threads\":%d,\"seed\":%lld,\"arch\":\"%s\",\"params\":%lld,\"flops\":%lld",
+        DPRUNE_VERSION, DPRUNE_GIT_COMMIT, cfgpath, (unsigned long long)c->hash, dp_blas_corename(),
+        dp_dist_library_version(mpi, sizeof mpi), zlibVersion(), JPEG_LIB_VERSION,
+        LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION, t->app->dist.world,
+        t->app->threads, (long long)c->run.seed, t->m->arch, (long long)dp_model_params(t->m),
+        (long long)dp_model_flops(t->m));
     return DP_OK;
 }
 
@@ -81,10 +82,16 @@ dp_status trainer_evaluate(trainer *t, const dp_split *split, eval_result *r, dp
     if (split->n == 0) return DP_OK;
     dp_status st = average_bn_buffers(t, err);
     if (st != DP_OK) return st;
-    dp_loader_config lc = {.split = split, .aug = &t->data->aug, .train = false, .shuffle = false,
-                           .drop_last = false, .prefetch = t->app->cfg.data.prefetch,
-                           .global_batch = t->micro_global, .rank = t->app->dist.rank,
-                           .world = t->app->dist.world, .seed = (uint64_t)t->app->cfg.run.seed};
+    dp_loader_config lc = {.split = split,
+                           .aug = &t->data->aug,
+                           .train = false,
+                           .shuffle = false,
+                           .drop_last = false,
+                           .prefetch = t->app->cfg.data.prefetch,
+                           .global_batch = t->micro_global,
+                           .rank = t->app->dist.rank,
+                           .world = t->app->dist.world,
+                           .seed = (uint64_t)t->app->cfg.run.seed};
     dp_loader *ld = NULL;
     st = dp_loader_open(&ld, &lc, err);
     if (st == DP_OK) st = dp_loader_start_epoch(ld, 0, err);
@@ -168,7 +175,9 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
         inject_faults(t, global_step, &b);
         /* dropout and other per-sample randomness: keyed by (epoch, dataset index) */
         for (int i = 0; i < b.n; i++) t->keys[i] = b.keys[i] ^ ((uint64_t)epoch << 40);
-        dp_forward_opts fo = {.train = true, .seed = (uint64_t)c->run.seed, .sample_keys = t->keys,
+        dp_forward_opts fo = {.train = true,
+                              .seed = (uint64_t)c->run.seed,
+                              .sample_keys = t->keys,
                               .hooks = &t->hooks};
         dp_model_forward(m, &t->act, b.x, b.n, &fo);
         float *dlogits = t->act.dout[last];
@@ -197,27 +206,37 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
 }
 
 static void format_eta(double s, char *buf, size_t n) {
-    if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-    else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    if (s >= 3600)
+        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else
+        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
 dp_status trainer_run(trainer *t, dp_error *err) {
     const dp_config *c = &t->app->cfg;
     const dp_dist *d = &t->app->dist;
-    dp_loader_config lc = {.split = &t->data->train, .aug = &t->data->aug, .train = true,
-                           .shuffle = true, .drop_last = c->data.drop_last,
-                           .prefetch = c->data.prefetch, .global_batch = t->micro_global,
-                           .rank = d->rank, .world = d->world, .seed = (uint64_t)c->run.seed};
+    dp_loader_config lc = {.split = &t->data->train,
+                           .aug = &t->data->aug,
+                           .train = true,
+                           .shuffle = true,
+                           .drop_last = c->data.drop_last,
+                           .prefetch = c->data.prefetch,
+                           .global_batch = t->micro_global,
+                           .rank = d->rank,
+                           .world = d->world,
+                           .seed = (uint64_t)c->run.seed};
     dp_loader *ld = NULL;
     dp_status st = dp_dist_check(&t->app->dist, dp_loader_open(&ld, &lc, err), err);
     if (st != DP_OK) return st;
     int64_t steps_per_epoch = dp_loader_batches_per_epoch(ld) / c->train.accumulation;
     if (steps_per_epoch < 1) {
         dp_loader_close(ld);
-        return dp_dist_check(&t->app->dist, dp_fail(err, DP_ERR_CONFIG,
-                                     "%s: train.batch = %d is larger than the %lld training samples",
-                                     c->path, c->train.batch, (long long)t->data->train.n),
-                             err);
+        return dp_dist_check(
+            &t->app->dist,
+            dp_fail(err, DP_ERR_CONFIG,
+                    "%s: train.batch = %d is larger than the %lld training samples", c->path,
+                    c->train.batch, (long long)t->data->train.n),
+            err);
     }
     int64_t total = steps_per_epoch * c->train.epochs, step = 0;
     double t0 = dp_now_seconds(), window_t = t0;
@@ -239,7 +258,8 @@ dp_status trainer_run(trainer *t, dp_error *err) {
                 char eta[32];
                 format_eta((now - t0) / (step + 1) * (total - step - 1), eta, sizeof eta);
                 double lr = dp_lr_at(&c->train, step, steps_per_epoch);
-                double wait_ms = t->sync ? 1e3 * dp_grad_sync_wait_seconds(t->sync) / window_steps : 0;
+                double wait_ms =
+                    t->sync ? 1e3 * dp_grad_sync_wait_seconds(t->sync) / window_steps : 0;
                 if (t->sync) dp_grad_sync_reset_timers(t->sync);
                 fprintf(stderr,
                         "train epoch %d/%d  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.5f  "
@@ -305,7 +325,8 @@ dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, 
     if (st == DP_OK) st = dp_sgd_init(&t->opt, m, &c->train, err);
     t->keys = calloc((size_t)cap, sizeof(uint64_t));
     if (st == DP_OK && !t->keys) st = dp_fail(err, DP_ERR_NOMEM, "out of memory");
-    t->hooks = (dp_exec_hooks){.ctx = t, .node_backward_done = on_node_backward_done,
+    t->hooks = (dp_exec_hooks){.ctx = t,
+                               .node_backward_done = on_node_backward_done,
                                .bn_allreduce = c->dist.sync_bn ? on_bn_allreduce : NULL};
     if (st == DP_OK && app->dist.world > 1)
         st = dp_grad_sync_create(&t->sync, &app->dist, m, (size_t)(c->dist.first_bucket_mb * 1e6),

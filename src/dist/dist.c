@@ -78,8 +78,10 @@ dp_status dp_dist_check(dp_dist *d, dp_status st, const dp_error *err) {
     allreduce(d, &first, 1, MPI_INT, sizeof(int), MPI_MIN, "error check", NULL);
     if (first == d->world) return DP_OK;
     if (d->rank == first && err) {
-        if (d->world > 1) fprintf(stderr, "dprune: error (rank %d): %s\n", d->rank, err->msg);
-        else fprintf(stderr, "dprune: error: %s\n", err->msg);
+        if (d->world > 1)
+            fprintf(stderr, "dprune: error (rank %d): %s\n", d->rank, err->msg);
+        else
+            fprintf(stderr, "dprune: error: %s\n", err->msg);
         fflush(stderr);
     }
     return st != DP_OK ? st : DP_ERR_MPI; /* ranks that were fine fail too */
@@ -141,10 +143,12 @@ dp_status dp_dist_check_identical(dp_dist *d, const dp_model *m, dp_error *err) 
         lo[t] = hi[t] = hash_bytes(data + v->offset, v->numel * sizeof(float));
     }
     dp_status st = allreduce(d, lo, (size_t)nt, MPI_UINT64_T, 8, MPI_MIN, "parameter check", err);
-    if (st == DP_OK) st = allreduce(d, hi, (size_t)nt, MPI_UINT64_T, 8, MPI_MAX, "parameter check", err);
+    if (st == DP_OK)
+        st = allreduce(d, hi, (size_t)nt, MPI_UINT64_T, 8, MPI_MAX, "parameter check", err);
     for (int t = 0; t < nt && st == DP_OK; t++)
         if (lo[t] != hi[t]) {
-            const dp_tensor_view *v = t < m->n_params ? &m->params[t] : &m->buffers[t - m->n_params];
+            const dp_tensor_view *v =
+                t < m->n_params ? &m->params[t] : &m->buffers[t - m->n_params];
             st = dp_fail(err, DP_ERR_NUMERIC,
                          "ranks hold different values of '%s' (and maybe more): the replicas "
                          "diverged; this is a bug or a faulty node (dist.check_every)",

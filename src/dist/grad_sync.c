@@ -31,9 +31,8 @@ struct dp_grad_sync {
     double comm_seconds; /* blocking mode: time in the allreduce */
 };
 
-dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m,
-                              size_t first_bytes, size_t bucket_bytes, bool overlap,
-                              dp_error *err) {
+dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m, size_t first_bytes,
+                              size_t bucket_bytes, bool overlap, dp_error *err) {
     dp_grad_sync *g = calloc(1, sizeof *g);
     if (!g) return dp_fail(err, DP_ERR_NOMEM, "grad sync: out of memory");
     g->buckets = calloc((size_t)m->n_params + 1, sizeof(bucket));

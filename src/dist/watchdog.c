@@ -35,7 +35,9 @@ static void report_and_abort(dp_dist *d, const char *what) {
     /* collect the others' announcements for a grace period */
     int *state = calloc((size_t)d->world, sizeof(int)); /* 0 silent, 1 same place, 2 elsewhere */
     announcement *heard = calloc((size_t)d->world, sizeof(announcement));
-    double grace = d->watchdog_seconds < 4 ? 2.0 : d->watchdog_seconds / 2 > 10 ? 10 : d->watchdog_seconds / 2;
+    double grace = d->watchdog_seconds < 4        ? 2.0
+                   : d->watchdog_seconds / 2 > 10 ? 10
+                                                  : d->watchdog_seconds / 2;
     double t0 = dp_now_seconds();
     while (state && heard && dp_now_seconds() - t0 < grace) {
         int flag = 0;

@@ -12,8 +12,8 @@ static int scaled(int c, double width) {
 }
 
 /* conv + BN + ReLU (the common triple); returns the ReLU node or -1. */
-static int conv_bn_relu(dp_model *m, int x, const char *prefix, int idx, int out, int k,
-                        int stride, int pad, bool bias, dp_error *err) {
+static int conv_bn_relu(dp_model *m, int x, const char *prefix, int idx, int out, int k, int stride,
+                        int pad, bool bias, dp_error *err) {
     char name[48];
     snprintf(name, sizeof name, "%sconv%d", prefix, idx);
     x = dp_add_conv(m, x, name, out, k, stride, pad, bias, err);
@@ -25,9 +25,9 @@ static int conv_bn_relu(dp_model *m, int x, const char *prefix, int idx, int out
     return dp_add_relu(m, x, name, err);
 }
 
-#define TRY(expr)                                                                              \
-    do {                                                                                       \
-        if ((x = (expr)) < 0) return err->code;                                                \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        if ((x = (expr)) < 0) return err->code;                                                    \
     } while (0)
 
 /* fmnist_cnn: conv 1->32 3x3 pad 1 (no bias) + BN + ReLU + maxpool 2, conv 32->64 likewise,
@@ -77,8 +77,10 @@ static dp_status build_vgg(dp_model *m, int depth, double width, int classes, dp
             TRY(conv_bn_relu(m, x, "", idx, scaled(chans[b], width), 3, 1, 1, true, err));
         char name[32];
         snprintf(name, sizeof name, "pool%d", b + 1);
-        if (b < 4) TRY(dp_add_pool(m, DP_OP_MAXPOOL, x, name, 2, 2, 0, err));
-        else TRY(dp_add_pool(m, DP_OP_AVGPOOL, x, name, 2, 2, 0, err));
+        if (b < 4)
+            TRY(dp_add_pool(m, DP_OP_MAXPOOL, x, name, 2, 2, 0, err));
+        else
+            TRY(dp_add_pool(m, DP_OP_AVGPOOL, x, name, 2, 2, 0, err));
     }
     TRY(dp_add_flatten(m, x, "flatten", err));
     TRY(dp_add_linear(m, x, "fc1", scaled(512, width), true, err));
@@ -90,8 +92,8 @@ static dp_status build_vgg(dp_model *m, int depth, double width, int classes, dp
 
 /* One residual block: basic (two 3x3) or bottleneck (1x1, 3x3 with the stride, 1x1 x4).
  * The shortcut is identity, option A (zero-padding) or a 1x1 projection + BN. */
-static int residual_block(dp_model *m, int x, const char *prefix, int in_c, int planes,
-                          int stride, bool bottleneck, char shortcut, dp_error *err) {
+static int residual_block(dp_model *m, int x, const char *prefix, int in_c, int planes, int stride,
+                          bool bottleneck, char shortcut, dp_error *err) {
     char name[48];
     int out_c = bottleneck ? planes * 4 : planes;
     int y = x;
@@ -172,30 +174,33 @@ static dp_status build_imagenet_resnet(dp_model *m, int depth, double width, int
 }
 
 /* An explicit layer list from the config (sequential). */
-static dp_status build_custom(dp_model *m, const dp_model_config *mc, int classes,
-                              dp_error *err) {
+static dp_status build_custom(dp_model *m, const dp_model_config *mc, int classes, dp_error *err) {
     int x = 0;
     for (int i = 0; i < mc->n_layers; i++) {
         const dp_layer_spec *l = &mc->layers[i];
         char name[48];
         snprintf(name, sizeof name, "%s%d", l->type, i);
         if (!strcmp(l->type, "conv"))
-            TRY(dp_add_conv(m, x, name, scaled(l->out, mc->width), l->k, l->stride, l->pad,
-                            l->bias, err));
-        else if (!strcmp(l->type, "bn")) TRY(dp_add_bn(m, x, name, err));
-        else if (!strcmp(l->type, "relu")) TRY(dp_add_relu(m, x, name, err));
+            TRY(dp_add_conv(m, x, name, scaled(l->out, mc->width), l->k, l->stride, l->pad, l->bias,
+                            err));
+        else if (!strcmp(l->type, "bn"))
+            TRY(dp_add_bn(m, x, name, err));
+        else if (!strcmp(l->type, "relu"))
+            TRY(dp_add_relu(m, x, name, err));
         else if (!strcmp(l->type, "maxpool"))
             TRY(dp_add_pool(m, DP_OP_MAXPOOL, x, name, l->k, l->stride, l->pad, err));
         else if (!strcmp(l->type, "avgpool"))
             TRY(dp_add_pool(m, DP_OP_AVGPOOL, x, name, l->k, l->stride, l->pad, err));
-        else if (!strcmp(l->type, "gap")) TRY(dp_add_gap(m, x, name, err));
-        else if (!strcmp(l->type, "flatten")) TRY(dp_add_flatten(m, x, name, err));
-        else if (!strcmp(l->type, "dropout")) TRY(dp_add_dropout(m, x, name, (float)l->p, err));
+        else if (!strcmp(l->type, "gap"))
+            TRY(dp_add_gap(m, x, name, err));
+        else if (!strcmp(l->type, "flatten"))
+            TRY(dp_add_flatten(m, x, name, err));
+        else if (!strcmp(l->type, "dropout"))
+            TRY(dp_add_dropout(m, x, name, (float)l->p, err));
         else if (!strcmp(l->type, "linear")) {
             /* the last layer's width is the class count; hidden ones scale with width */
             bool last = i == mc->n_layers - 1;
-            TRY(dp_add_linear(m, x, name, last ? l->out : scaled(l->out, mc->width), l->bias,
-                              err));
+            TRY(dp_add_linear(m, x, name, last ? l->out : scaled(l->out, mc->width), l->bias, err));
         } else
             return dp_fail(err, DP_ERR_CONFIG, "model.layers[%d]: unknown type '%s'", i, l->type);
     }
@@ -217,18 +222,20 @@ dp_status dp_model_build(dp_model *m, const dp_model_config *mc, int in_c, int i
     double w = mc->width > 0 ? mc->width : 1.0;
     dp_status st;
     int depth = 0;
-    if (!strcmp(a, "fmnist_cnn")) st = build_fmnist_cnn(m, w, num_classes, err);
-    else if (!strcmp(a, "lenet5")) st = build_lenet5(m, w, num_classes, err);
+    if (!strcmp(a, "fmnist_cnn"))
+        st = build_fmnist_cnn(m, w, num_classes, err);
+    else if (!strcmp(a, "lenet5"))
+        st = build_lenet5(m, w, num_classes, err);
     else if (sscanf(a, "vgg%d", &depth) == 1 &&
              (depth == 11 || depth == 13 || depth == 16 || depth == 19))
         st = build_vgg(m, depth, w, num_classes, err);
     else if (sscanf(a, "resnet%d", &depth) == 1 && (depth - 2) % 6 == 0 && depth < 200 &&
              depth != 50 && depth != 18 && depth != 34)
-        st = build_cifar_resnet(m, depth, w, mc->shortcut[0] == 'B' ? 'B' : 'A', num_classes,
-                                err);
+        st = build_cifar_resnet(m, depth, w, mc->shortcut[0] == 'B' ? 'B' : 'A', num_classes, err);
     else if (!strcmp(a, "resnet18") || !strcmp(a, "resnet34") || !strcmp(a, "resnet50"))
         st = build_imagenet_resnet(m, depth, w, num_classes, err);
-    else if (!strcmp(a, "custom")) st = build_custom(m, mc, num_classes, err);
+    else if (!strcmp(a, "custom"))
+        st = build_custom(m, mc, num_classes, err);
     else
         st = dp_fail(err, DP_ERR_CONFIG,
                      "model.arch: unknown architecture '%s' (fmnist_cnn, lenet5, vgg11/13/16/19, "

@@ -85,7 +85,8 @@ void dp_activations_free(dp_activations *a, const dp_model *m) {
     memset(a, 0, sizeof *a);
 }
 
-static void bn_forward(const dp_model *m, dp_activations *a, int i, int N, const dp_forward_opts *o) {
+static void bn_forward(const dp_model *m, dp_activations *a, int i, int N,
+                       const dp_forward_opts *o) {
     const dp_node *n = &m->nodes[i];
     int C = n->c, HW = n->h * n->w;
     const float *x = a->out[n->in[0]];
@@ -97,7 +98,8 @@ static void bn_forward(const dp_model *m, dp_activations *a, int i, int N, const
     }
     double *sums = a->bn_sums, count = (double)N * HW;
     batchnorm_sums(N, C, HW, x, sums);
-    if (o->hooks && o->hooks->bn_allreduce) o->hooks->bn_allreduce(o->hooks->ctx, sums, 2 * C, &count);
+    if (o->hooks && o->hooks->bn_allreduce)
+        o->hooks->bn_allreduce(o->hooks->ctx, sums, 2 * C, &count);
     batchnorm_forward_from_sums(N, C, HW, x, sums, count, gamma, beta, n->a.bn.eps,
                                 n->a.bn.momentum, rm, rv, a->saved[i], a->saved[i] + C, a->out[i]);
 }
@@ -119,8 +121,12 @@ void dp_model_forward(const dp_model *m, dp_activations *a, const float *x, int 
                            a->conv_ws_floats);
             break;
         }
-        case DP_OP_BN: bn_forward(m, a, i, N, o); break;
-        case DP_OP_RELU: relu_forward(node_numel(n, N), in, y); break;
+        case DP_OP_BN:
+            bn_forward(m, a, i, N, o);
+            break;
+        case DP_OP_RELU:
+            relu_forward(node_numel(n, N), in, y);
+            break;
         case DP_OP_MAXPOOL: {
             pool2d_shape s;
             pool_shape(m, n, N, &s);
@@ -133,13 +139,19 @@ void dp_model_forward(const dp_model *m, dp_activations *a, const float *x, int 
             avgpool2d_forward(&s, in, y);
             break;
         }
-        case DP_OP_GAP: global_avgpool_forward(N, src->c, src->h * src->w, in, y); break;
+        case DP_OP_GAP:
+            global_avgpool_forward(N, src->c, src->h * src->w, in, y);
+            break;
         case DP_OP_LINEAR:
             linear_forward(N, src->c * src->h * src->w, n->c, in, dp_param_ptr(m, n->p[0]),
                            n->p[1] >= 0 ? dp_param_ptr(m, n->p[1]) : NULL, y);
             break;
-        case DP_OP_ADD: add_forward(node_numel(n, N), in, a->out[n->in[1]], y); break;
-        case DP_OP_FLATTEN: a->out[i] = a->out[n->in[0]]; break;
+        case DP_OP_ADD:
+            add_forward(node_numel(n, N), in, a->out[n->in[1]], y);
+            break;
+        case DP_OP_FLATTEN:
+            a->out[i] = a->out[n->in[0]];
+            break;
         case DP_OP_DROPOUT:
             if (o->train && n->a.dropout.p > 0)
                 dropout_forward(N, n->c * n->h * n->w, n->a.dropout.p, o->seed, o->sample_keys,
@@ -151,7 +163,8 @@ void dp_model_forward(const dp_model *m, dp_activations *a, const float *x, int 
             shortcut_pad_forward(N, src->c, src->h, src->w, n->c, n->a.shortcut.stride,
                                  n->a.shortcut.pad_before, in, y);
             break;
-        case DP_OP_INPUT: break;
+        case DP_OP_INPUT:
+            break;
         }
     }
 }
@@ -164,7 +177,8 @@ static void bn_backward(const dp_model *m, dp_activations *a, int i, int N, floa
     double *local = a->bn_sums, *global = a->bn_sums + 2 * C, count = (double)N * HW;
     batchnorm_backward_sums(N, C, HW, x, a->dout[i], mean, invstd, local);
     memcpy(global, local, sizeof(double) * 2 * C);
-    if (o->hooks && o->hooks->bn_allreduce) o->hooks->bn_allreduce(o->hooks->ctx, global, 2 * C, &count);
+    if (o->hooks && o->hooks->bn_allreduce)
+        o->hooks->bn_allreduce(o->hooks->ctx, global, 2 * C, &count);
     batchnorm_backward_from_sums(N, C, HW, x, a->dout[i], dp_param_ptr(m, n->p[0]), mean, invstd,
                                  local, global, count, dx, dp_grad_ptr(m, n->p[0]),
                                  dp_grad_ptr(m, n->p[1]));
@@ -173,7 +187,8 @@ static void bn_backward(const dp_model *m, dp_activations *a, int i, int N, floa
 void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_forward_opts *o) {
     int last = dp_model_output_node(m);
     for (int i = 1; i < last; i++)
-        if (!is_view(&m->nodes[i])) memset(a->dout[i], 0, sizeof(float) * node_numel(&m->nodes[i], N));
+        if (!is_view(&m->nodes[i]))
+            memset(a->dout[i], 0, sizeof(float) * node_numel(&m->nodes[i], N));
     for (int i = last; i >= 1; i--) {
         const dp_node *n = &m->nodes[i];
         const dp_node *src = &m->nodes[n->in[0]];
@@ -189,7 +204,9 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
                             a->conv_ws_floats);
             break;
         }
-        case DP_OP_BN: bn_backward(m, a, i, N, dx, o); break;
+        case DP_OP_BN:
+            bn_backward(m, a, i, N, dx, o);
+            break;
         case DP_OP_RELU:
             if (dx) relu_backward(node_numel(n, N), a->out[i], dy, dx);
             break;
@@ -209,9 +226,8 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
             if (dx) global_avgpool_backward(N, src->c, src->h * src->w, dy, dx);
             break;
         case DP_OP_LINEAR:
-            linear_backward(N, src->c * src->h * src->w, n->c, in, dp_param_ptr(m, n->p[0]), dy,
-                            dx, dp_grad_ptr(m, n->p[0]),
-                            n->p[1] >= 0 ? dp_grad_ptr(m, n->p[1]) : NULL);
+            linear_backward(N, src->c * src->h * src->w, n->c, in, dp_param_ptr(m, n->p[0]), dy, dx,
+                            dp_grad_ptr(m, n->p[0]), n->p[1] >= 0 ? dp_grad_ptr(m, n->p[1]) : NULL);
             break;
         case DP_OP_ADD: {
             float *db = n->in[1] == 0 ? NULL : a->dout[n->in[1]];
@@ -219,7 +235,8 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
             if (db) add_backward(node_numel(n, N), dy, db, NULL);
             break;
         }
-        case DP_OP_FLATTEN: break; /* shares storage with its input */
+        case DP_OP_FLATTEN:
+            break; /* shares storage with its input */
         case DP_OP_DROPOUT:
             if (dx) {
                 if (o->train && n->a.dropout.p > 0)
@@ -233,8 +250,10 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
                 shortcut_pad_backward(N, src->c, src->h, src->w, n->c, n->a.shortcut.stride,
                                       n->a.shortcut.pad_before, dy, dx);
             break;
-        case DP_OP_INPUT: break;
+        case DP_OP_INPUT:
+            break;
         }
-        if (o->hooks && o->hooks->node_backward_done) o->hooks->node_backward_done(o->hooks->ctx, i);
+        if (o->hooks && o->hooks->node_backward_done)
+            o->hooks->node_backward_done(o->hooks->ctx, i);
     }
 }

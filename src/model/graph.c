@@ -6,9 +6,8 @@
 #include <string.h>
 
 const char *dp_op_name(dp_op op) {
-    static const char *names[] = {"input",   "conv",    "bn",      "relu",
-                                  "maxpool", "avgpool", "gap",     "linear",
-                                  "add",     "flatten", "dropout", "shortcut_pad"};
+    static const char *names[] = {"input", "conv",   "bn",  "relu",    "maxpool", "avgpool",
+                                  "gap",   "linear", "add", "flatten", "dropout", "shortcut_pad"};
     return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "?";
 }
 
@@ -160,8 +159,7 @@ int dp_add_dropout(dp_model *m, int in, const char *name, float p, dp_error *err
     return commit(m, n, err);
 }
 
-int dp_add_shortcut_pad(dp_model *m, int in, const char *name, int out, int stride,
-                        dp_error *err) {
+int dp_add_shortcut_pad(dp_model *m, int in, const char *name, int out, int stride, dp_error *err) {
     dp_node *n = append(m, DP_OP_SHORTCUT_PAD, in, name, err);
     if (!n) return -1;
     if (out < n->c || stride < 1) {

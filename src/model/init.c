@@ -16,7 +16,8 @@ void dp_model_init_weights(dp_model *m, uint64_t seed) {
             float *p = dp_param_ptr(m, n->p[0]);
             for (size_t j = 0; j < w->numel; j++) p[j] = (float)(std * dp_rng_normal(&r));
             if (n->p[1] >= 0)
-                for (size_t j = 0; j < m->params[n->p[1]].numel; j++) dp_param_ptr(m, n->p[1])[j] = 0;
+                for (size_t j = 0; j < m->params[n->p[1]].numel; j++)
+                    dp_param_ptr(m, n->p[1])[j] = 0;
         } else if (n->op == DP_OP_LINEAR) {
             /* PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias */
             const dp_tensor_view *w = &m->params[n->p[0]];

@@ -24,7 +24,8 @@ void dp_model_summary(const dp_model *m, FILE *out) {
         char shape[32];
         snprintf(shape, sizeof shape, "%dx%dx%d", n->c, n->h, n->w);
         fprintf(out, "%-28s %-12s %-16s %14s %16s\n", n->name, dp_op_name(n->op), shape,
-                grouped(dp_node_params(m, i), a, sizeof a), grouped(dp_node_flops(m, i), b, sizeof b));
+                grouped(dp_node_params(m, i), a, sizeof a),
+                grouped(dp_node_flops(m, i), b, sizeof b));
     }
     fprintf(out, "total: %s params, %s FLOPs (multiply-accumulates per %dx%dx%d sample)\n",
             grouped(dp_model_params(m), a, sizeof a), grouped(dp_model_flops(m), b, sizeof b),

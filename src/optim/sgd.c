@@ -9,7 +9,8 @@ dp_status dp_sgd_init(dp_sgd *o, const dp_model *m, const dp_train_config *tc, d
     o->decay = calloc((size_t)m->n_params + 1, sizeof(double));
     if (!o->momentum || !o->decay) return dp_fail(err, DP_ERR_NOMEM, "optimizer: out of memory");
     for (int p = 0; p < m->n_params; p++)
-        o->decay[p] = tc->no_decay_bn_bias && m->params[p].no_decay_candidate ? 0.0 : tc->weight_decay;
+        o->decay[p] =
+            tc->no_decay_bn_bias && m->params[p].no_decay_candidate ? 0.0 : tc->weight_decay;
     o->momentum_coef = tc->momentum;
     o->nesterov = tc->nesterov;
     o->started = false;

@@ -182,9 +182,12 @@ static void test_accumulation_matches_ranks(dp_app *world, bool overlap) {
     double rel = worst_rel(&m, pw.params, m.param_data);
     if (world->dist.rank == 0)
         printf("W=%d ranks (overlap %d) vs 1 rank x %d accumulation: worst relative difference "
-               "%.3g\n", W, overlap, W, rel);
-    CHECK_MSG(rel <= 1e-5, "W=%d (overlap %d) vs 1 rank x %d accumulation: worst relative "
-              "difference %.3g", W, overlap, W, rel);
+               "%.3g\n",
+               W, overlap, W, rel);
+    CHECK_MSG(rel <= 1e-5,
+              "W=%d (overlap %d) vs 1 rank x %d accumulation: worst relative "
+              "difference %.3g",
+              W, overlap, W, rel);
     drop(&init), drop(&pw);
     dp_model_free(&m);
     app_close_data(&d);

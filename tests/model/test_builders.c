@@ -31,8 +31,8 @@ static void check_arch(const char *arch, const char *shortcut, int c, int hw, in
     /* reverse topological layout: offsets increase while node indices decrease */
     int ordered = 1;
     for (int p = 1; p < m.n_params; p++)
-        ordered &= m.params[p].offset > m.params[p - 1].offset &&
-                    m.params[p].node <= m.params[p - 1].node;
+        ordered &=
+            m.params[p].offset > m.params[p - 1].offset && m.params[p].node <= m.params[p - 1].node;
     CHECK_MSG(ordered, "%s parameter layout is not in reverse topological order", arch);
     dp_model_free(&m);
 }

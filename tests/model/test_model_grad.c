@@ -14,7 +14,8 @@ static double loss_of(const dp_model *m, dp_activations *a, const float *x, cons
     dp_model_forward(m, a, x, N, o);
     int last = dp_model_output_node(m);
     memset(a->dout[last], 0, sizeof(float) * N * K);
-    double loss = softmax_xent_forward_backward(N, K, a->out[last], y, 0.1f, 1.0f / N, a->dout[last]);
+    double loss =
+        softmax_xent_forward_backward(N, K, a->out[last], y, 0.1f, 1.0f / N, a->dout[last]);
     if (backward) dp_model_backward(m, a, N, o);
     return loss / N;
 }
@@ -50,7 +51,8 @@ int main(void) {
     dp_model_init_weights(&m, 5);
     /* make BN non-trivial */
     for (int p = 0; p < m.n_params; p++)
-        if (strstr(m.params[p].name, "bn")) dp_fill_uniform(dp_param_ptr(&m, p), m.params[p].numel, 100 + p, 0.5f);
+        if (strstr(m.params[p].name, "bn"))
+            dp_fill_uniform(dp_param_ptr(&m, p), m.params[p].numel, 100 + p, 0.5f);
     for (int p = 0; p < m.n_params; p++)
         if (strstr(m.params[p].name, "bn") && strstr(m.params[p].name, "weight"))
             for (size_t j = 0; j < m.params[p].numel; j++) dp_param_ptr(&m, p)[j] += 1.0f;
