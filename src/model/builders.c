@@ -179,7 +179,7 @@ static dp_status build_custom(dp_model *m, const dp_model_config *mc, int classe
     for (int i = 0; i < mc->n_layers; i++) {
         const dp_layer_spec *l = &mc->layers[i];
         char name[48];
-        snprintf(name, sizeof name, "%s%d", l->type, i);
+        snprintf(name, sizeof name, "%.16s%d", l->type, i);
         if (!strcmp(l->type, "conv"))
             TRY(dp_add_conv(m, x, name, scaled(l->out, mc->width), l->k, l->stride, l->pad, l->bias,
                             err));
