@@ -95,6 +95,34 @@ typedef struct {
 } dp_dist_config;
 
 typedef struct {
+    char criterion[DP_NAME_MAX]; /* none | l1 | l2 | slim | fpgm | fec | random | hrank | corr |
+                                    ci | cip */
+    char budget[DP_NAME_MAX];    /* uniform | ratios | global | flops | params | threshold */
+    double ratio;                /* uniform/global: fraction of channels removed */
+    double ratios[DP_MAX_LIST];  /* ratios: per prunable group, in graph order */
+    int n_ratios;
+    double target;               /* flops/params: fraction removed */
+    double tau;                  /* threshold: CorrTopo tau / CI cumulative fraction */
+    int min_channels;
+    double min_keep;
+    int round_to;
+    char protect[DP_PATH_MAX];   /* comma-separated layer names */
+    bool protect_first;
+    bool residual;
+    int rounds;
+    int finetune_epochs;
+    double finetune_lr;
+    int calib_images;
+    int bn_recalib_batches;
+    double bn_l1;                /* slim: lambda of the BN-L1 training term */
+    bool corr_topology;
+    bool corr_compensate;
+    bool fec_abs_mean;
+    int cip_steps;
+    bool cip_phi_tanh;
+} dp_prune_config;
+
+typedef struct {
     char path[DP_PATH_MAX];     /* the file the config came from ("" = a string) */
     char base_dir[DP_PATH_MAX]; /* directory for relative paths */
     uint64_t hash;              /* FNV-1a of the config text */
@@ -103,6 +131,7 @@ typedef struct {
     dp_model_config model;
     dp_train_config train;
     dp_dist_config dist;
+    dp_prune_config prune;
 } dp_config;
 
 /* ---- schema: one row per setting; drives defaults, parsing, validation and the reference ----

@@ -128,6 +128,12 @@ dp_status dp_model_build(dp_model *m, const dp_model_config *mc, int in_c, int i
  * running mean 0 var 1, conv bias 0. */
 void dp_model_init_weights(dp_model *m, uint64_t seed);
 
+/* Rebuilds `src`'s graph into `dst` with new output widths for its conv and linear nodes
+ * (widths[i] for node i, ignored for other ops; NULL = unchanged): same nodes, names and
+ * attributes, shapes re-inferred, fresh zeroed parameter/gradient/buffer storage (running var
+ * 1). Used by pruning surgery, which then copies the kept slices. */
+dp_status dp_model_reshape(const dp_model *src, const int *widths, dp_model *dst, dp_error *err);
+
 /* ---- counts ---- */
 int64_t dp_node_params(const dp_model *m, int node);
 int64_t dp_node_flops(const dp_model *m, int node); /* per sample, MACs of conv/linear */

@@ -150,6 +150,48 @@ static const dp_setting dp_schema[] = {
     INT(dist, debug_perturb_rank, -1, -1, 1000000,
         "Testing aid: this rank perturbs one parameter after debug_perturb_step (-1 = none)."),
     INT(dist, debug_perturb_step, 0, 0, 1000000000, "Testing aid: the step of the perturbation."),
+
+    /* ---- prune ---- */
+    ENUM(prune, criterion, "none", "none|l1|l2|slim|fpgm|fec|random|hrank|corr|ci|cip",
+         "Channel-importance criterion (METHODS.md); none = train only."),
+    ENUM(prune, budget, "uniform", "uniform|ratios|global|flops|params|threshold",
+         "How much to cut: the same ratio in every group, a ratio per group, one global "
+         "ranking (scores divided by their group's mean), a FLOPs or parameter reduction target "
+         "(bisection), or the criterion's own threshold (corr: tau, ci: cumulative tau)."),
+    FLOAT(prune, ratio, 0.5, 0, 0.99, "uniform/global: fraction of channels removed."),
+    FLIST(prune, ratios, n_ratios, 0, 0.99,
+          "ratios: fraction removed per prunable group, in graph order (`dprune plan` lists "
+          "the groups)."),
+    FLOAT(prune, target, 0.5, 0, 0.99, "flops/params: fraction of FLOPs or parameters removed."),
+    FLOAT(prune, tau, 0.9, 0, 1,
+          "threshold: corr removes while the largest kept correlation >= tau; ci keeps the "
+          "highest-CI channels up to this fraction of the total CI."),
+    INT(prune, min_channels, 4, 1, 1000000, "Every group keeps at least this many channels."),
+    FLOAT(prune, min_keep, 0.1, 0, 1, "Every group keeps at least this fraction."),
+    INT(prune, round_to, 1, 1, 1024, "Keep counts are multiples of this (8 helps speed)."),
+    STR(prune, protect, "", "Comma-separated layer names whose output channels are never cut."),
+    BOOL(prune, protect_first, true, "Never cut the first conv's output channels."),
+    BOOL(prune, residual, false,
+         "Also cut residual-stream groups (projection shortcuts only; every writer into the "
+         "stream loses the same channels)."),
+    INT(prune, rounds, 1, 1, 100, "Rounds of calibrate, plan, surgery, fine-tune."),
+    INT(prune, finetune_epochs, 2, 0, 100000, "Fine-tune epochs after each round's surgery."),
+    FLOAT(prune, finetune_lr, 0.01, 0, 100, "Peak learning rate of fine-tuning (cosine)."),
+    INT(prune, calib_images, 512, 1, 10000000,
+        "Training images (no augmentation, BN in eval mode) for data-driven statistics."),
+    INT(prune, bn_recalib_batches, 20, 0, 100000,
+        "Batches to re-estimate BN running statistics after surgery; 0 = off."),
+    FLOAT(prune, bn_l1, 0, 0, 1,
+          "slim: lambda of the sparsity term added to BN gamma gradients while training "
+          "(1e-4 for VGG, 1e-5 for ResNet)."),
+    BOOL(prune, corr_topology, false,
+         "corr: redundancy = cosine of the absolute-correlation profiles instead of the absolute "
+         "correlation."),
+    BOOL(prune, corr_compensate, false,
+         "corr: fold a least-squares reconstruction of removed maps into the next conv."),
+    BOOL(prune, fec_abs_mean, false, "fec: compress each kernel by its mean absolute weight instead of its mean."),
+    INT(prune, cip_steps, 4, 1, 1000, "cip: soft-pruning steps of the cubic schedule."),
+    BOOL(prune, cip_phi_tanh, true, "cip: tanh feature map (false = plain NISP, phi = 1)."),
 };
 
 /* Fields of one model.layers entry. `used_by` lists the layer types taking a field; a field
@@ -183,6 +225,7 @@ static const struct {
     {"model", "Network architecture."},
     {"train", "Optimizer, batch and learning-rate schedule."},
     {"dist", "Data-parallel training over MPI: gradient buckets, sync-BN, checks, watchdog."},
+    {"prune", "Structural pruning: criterion, budget, rounds, fine-tuning (METHODS.md)."},
 };
 
 const dp_setting *dp_config_schema(size_t *count) {
