@@ -59,17 +59,14 @@ double dp_grad_sync_wait_seconds(const dp_grad_sync *g);
 void dp_grad_sync_reset_timers(dp_grad_sync *g);
 
 /* ---- rank-count-independent sums of statistics ----
- * Block b of n_blocks (a fixed run of global sample indices) is computed by rank b % world,
- * which hands its partial (n doubles) to dp_ordered_sum_add in increasing block order;
- * finish() folds the partials on rank 0 strictly in block order: the total is bitwise the
- * same on 1, 2 or 4 ranks. Collective in finish(); `total` is written on rank 0 only. */
-typedef struct dp_ordered_sum dp_ordered_sum;
-dp_status dp_ordered_sum_begin(dp_ordered_sum **out, dp_dist *d, size_t n, int n_blocks,
-                               dp_error *err);
-int dp_ordered_sum_owner(const dp_ordered_sum *o, int block);
-dp_status dp_ordered_sum_add(dp_ordered_sum *o, int block, const double *partial, dp_error *err);
-dp_status dp_ordered_sum_finish(dp_ordered_sum *o, double *total, dp_error *err);
-void dp_ordered_sum_free(dp_ordered_sum *o);
+ * Partial sums live per block of global sample indices; a rank holds a contiguous range of
+ * blocks (lower ranks the earlier ones). dp_dist_chain_fold passes one accumulator through the
+ * ranks in order: rank 0 starts from zeros, every rank calls fold(ctx, acc) to add its own
+ * blocks in block order, and hands it on. Then dp_dist_chain_fold_finish gives rank 0 the
+ * total. Bitwise the same total on 1, 2 or 4 ranks. Collective (both calls). */
+dp_status dp_dist_chain_fold(dp_dist *d, double *acc, size_t n,
+                             void (*fold)(void *ctx, double *acc), void *ctx, dp_error *err);
+dp_status dp_dist_chain_fold_finish(dp_dist *d, double *acc, size_t n, dp_error *err);
 
 /* Sync-BN hook for dp_exec_hooks.bn_allreduce (ctx = dp_dist *). */
 void dp_dist_bn_allreduce(void *ctx, double *sums, int n, double *count);
