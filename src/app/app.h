@@ -48,6 +48,9 @@ typedef struct {
     int micro_global;    /* global samples per micro-batch */
     dp_grad_sync *sync;  /* NULL on one rank */
     dp_exec_hooks hooks;
+    const dp_train_config *tc; /* the active schedule: train, or a fine-tune variant */
+    const char *phase;         /* "train", "finetune1", ... in progress lines and metrics */
+    double bn_l1;              /* slim: lambda of the BN-L1 term (0 = off) */
 } trainer;
 
 /* Collective. Allocates activations and optimizer state, the gradient sync, and (rank 0) the
@@ -58,6 +61,18 @@ dp_status trainer_run(trainer *t, dp_error *err);
 /* Sharded evaluation; counts summed exactly over ranks. Collective. */
 dp_status trainer_evaluate(trainer *t, const dp_split *split, eval_result *r, dp_error *err);
 void trainer_free(trainer *t);
+void trainer_report_eval(trainer *t, const char *split, int epoch, const eval_result *r);
+/* After surgery: *t->m is freed and becomes `fresh` (moved; fresh is zeroed); activations and
+ * gradient buckets are rebuilt (the optimizer's momentum was sliced by the surgery).
+ * Collective. */
+dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err);
+
+/* ---- the pruning phase (app/prune_phase.c) ---- */
+/* Rounds of calibrate, plan (rank 0), broadcast, surgery, BN re-estimation, fine-tune, then
+ * the final evaluation and the before/after summary. *m is replaced by the pruned model. */
+dp_status app_prune(trainer *t, dp_model *m, dp_error *err);
+/* `dprune plan CONF`: the plan the config would make, printed, nothing cut. */
+int app_cmd_plan(dp_app *app);
 
 int app_cmd_train(dp_app *app);
 int app_cmd_summary(dp_app *app);

@@ -4,6 +4,7 @@
 #include "dprune/nn.h"
 #include "dprune/dist.h"
 #include "dprune/optim.h"
+#include "dprune/prune.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -118,16 +119,17 @@ dp_status trainer_evaluate(trainer *t, const dp_split *split, eval_result *r, dp
     return st;
 }
 
-static void report_eval(trainer *t, const char *split, int epoch, const eval_result *r) {
+void trainer_report_eval(trainer *t, const char *split, int epoch, const eval_result *r) {
     if (t->app->dist.rank != 0 || r->count == 0) return;
     double n = (double)r->count;
-    fprintf(stderr, "eval  epoch %d  %s: top1 %.2f%%  top5 %.2f%%  loss %.4f  (%lld images)\n",
-            epoch, split, 100.0 * r->top1 / n, 100.0 * r->top5 / n, r->loss_sum / n,
+    fprintf(stderr, "eval  %s epoch %d  %s: top1 %.2f%%  top5 %.2f%%  loss %.4f  (%lld images)\n",
+            t->phase, epoch, split, 100.0 * r->top1 / n, 100.0 * r->top5 / n, r->loss_sum / n,
             (long long)r->count);
     dp_metrics_write(t->metrics,
-                     "\"type\":\"eval\",\"epoch\":%d,\"split\":\"%s\",\"top1\":%.6f,\"top5\":%.6f,"
-                     "\"loss\":%.6f,\"images\":%lld",
-                     epoch, split, r->top1 / n, r->top5 / n, r->loss_sum / n, (long long)r->count);
+                     "\"type\":\"eval\",\"phase\":\"%s\",\"epoch\":%d,\"split\":\"%s\","
+                     "\"top1\":%.6f,\"top5\":%.6f,\"loss\":%.6f,\"images\":%lld",
+                     t->phase, epoch, split, r->top1 / n, r->top5 / n, r->loss_sum / n,
+                     (long long)r->count);
 }
 
 /* Global samples in micro-batch j of an epoch: B, except in a kept partial tail. */
@@ -156,7 +158,7 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
     const dp_config *c = &t->app->cfg;
     dp_dist *d = &t->app->dist;
     dp_model *m = t->m;
-    int last = dp_model_output_node(m), K = m->num_classes, accum = c->train.accumulation;
+    int last = dp_model_output_node(m), K = m->num_classes, accum = t->tc->accumulation;
     memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
     /* the gradient is the mean over the step's global batch: every rank scales by 1/B */
     int64_t step_samples = 0;
@@ -183,21 +185,23 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
         float *dlogits = t->act.dout[last];
         memset(dlogits, 0, sizeof(float) * (size_t)b.n * K);
         local[0] += softmax_xent_forward_backward(b.n, K, t->act.out[last], b.y,
-                                                  (float)c->train.label_smoothing, scale, dlogits);
+                                                  (float)t->tc->label_smoothing, scale, dlogits);
         int64_t t1, t5;
         topk_correct(b.n, K, t->act.out[last], b.y, &t1, &t5);
         local[1] += (double)t1, local[2] += b.n;
         dp_model_backward(m, &t->act, b.n, &fo);
     }
     if (t->sync && (st = dp_grad_sync_finish(t->sync, err)) != DP_OK) return st;
+    /* Network Slimming's sparsity term: after the sync, so it is added once, not per rank */
+    if (t->bn_l1 > 0) dp_slim_add_bn_l1_grad(m, NULL, t->bn_l1);
     memcpy(stats, local, sizeof local);
     if ((st = dp_dist_sum_double(d, stats, 3, err)) != DP_OK) return st;
     if (!isfinite(stats[0]))
         return dp_fail(err, DP_ERR_NUMERIC,
                        "the training loss became %g at epoch %lld step %lld; lower train.lr "
                        "(now %g) or check the data",
-                       stats[0], (long long)epoch + 1, (long long)global_step + 1, c->train.lr);
-    dp_sgd_step(&t->opt, m, dp_lr_at(&c->train, global_step, steps_per_epoch));
+                       stats[0], (long long)epoch + 1, (long long)global_step + 1, t->tc->lr);
+    dp_sgd_step(&t->opt, m, dp_lr_at(t->tc, global_step, steps_per_epoch));
     if (c->dist.debug_perturb_rank == d->rank && c->dist.debug_perturb_step == global_step)
         m->param_data[0] += 1e-3f;
     if (c->dist.check_every > 0 && (global_step + 1) % c->dist.check_every == 0)
@@ -228,20 +232,20 @@ dp_status trainer_run(trainer *t, dp_error *err) {
     dp_loader *ld = NULL;
     dp_status st = dp_dist_check(&t->app->dist, dp_loader_open(&ld, &lc, err), err);
     if (st != DP_OK) return st;
-    int64_t steps_per_epoch = dp_loader_batches_per_epoch(ld) / c->train.accumulation;
+    int64_t steps_per_epoch = dp_loader_batches_per_epoch(ld) / t->tc->accumulation;
     if (steps_per_epoch < 1) {
         dp_loader_close(ld);
         return dp_dist_check(
             &t->app->dist,
             dp_fail(err, DP_ERR_CONFIG,
                     "%s: train.batch = %d is larger than the %lld training samples", c->path,
-                    c->train.batch, (long long)t->data->train.n),
+                    t->tc->batch, (long long)t->data->train.n),
             err);
     }
-    int64_t total = steps_per_epoch * c->train.epochs, step = 0;
+    int64_t total = steps_per_epoch * t->tc->epochs, step = 0;
     double t0 = dp_now_seconds(), window_t = t0;
     int64_t window_images = 0, window_steps = 0;
-    for (int epoch = 0; epoch < c->train.epochs && st == DP_OK; epoch++) {
+    for (int epoch = 0; epoch < t->tc->epochs && st == DP_OK; epoch++) {
         st = dp_dist_check(&t->app->dist, dp_loader_start_epoch(ld, epoch, err), err);
         double ep_loss = 0, ep_correct = 0, ep_count = 0;
         for (int64_t s = 0; s < steps_per_epoch && st == DP_OK; s++, step++) {
@@ -257,46 +261,48 @@ dp_status trainer_run(trainer *t, dp_error *err) {
                 double now = dp_now_seconds(), ips = window_images / (now - window_t);
                 char eta[32];
                 format_eta((now - t0) / (step + 1) * (total - step - 1), eta, sizeof eta);
-                double lr = dp_lr_at(&c->train, step, steps_per_epoch);
+                double lr = dp_lr_at(t->tc, step, steps_per_epoch);
                 double wait_ms =
                     t->sync ? 1e3 * dp_grad_sync_wait_seconds(t->sync) / window_steps : 0;
                 if (t->sync) dp_grad_sync_reset_timers(t->sync);
                 fprintf(stderr,
                         "train epoch %d/%d  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.5f  "
                         "%.0f img/s  ETA %s\n",
-                        epoch + 1, c->train.epochs, (long long)s + 1, (long long)steps_per_epoch,
+                        epoch + 1, t->tc->epochs, (long long)s + 1, (long long)steps_per_epoch,
                         stats[0] / stats[2], 100.0 * stats[1] / stats[2], lr, ips, eta);
-                dp_metrics_write(t->metrics,
-                                 "\"type\":\"train\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6f,"
-                                 "\"acc\":%.6f,\"lr\":%.8g,\"images_per_s\":%.1f,"
-                                 "\"comm_wait_ms\":%.3f",
-                                 epoch + 1, (long long)step + 1, stats[0] / stats[2],
-                                 stats[1] / stats[2], lr, ips, wait_ms);
+                dp_metrics_write(
+                    t->metrics,
+                    "\"type\":\"train\",\"phase\":\"%s\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6f,"
+                    "\"acc\":%.6f,\"lr\":%.8g,\"images_per_s\":%.1f,"
+                    "\"comm_wait_ms\":%.3f",
+                    t->phase, epoch + 1, (long long)step + 1, stats[0] / stats[2],
+                    stats[1] / stats[2], lr, ips, wait_ms);
                 window_t = now, window_images = 0, window_steps = 0;
             }
         }
         if (st != DP_OK) break;
         if (t->sync && d->rank != 0) dp_grad_sync_reset_timers(t->sync);
         if (d->rank == 0)
-            dp_metrics_write(t->metrics,
-                             "\"type\":\"epoch\",\"epoch\":%d,\"loss\":%.6f,\"acc\":%.6f,"
-                             "\"seconds\":%.3f",
-                             epoch + 1, ep_loss / ep_count, ep_correct / ep_count,
-                             dp_now_seconds() - t0);
-        bool last_epoch = epoch == c->train.epochs - 1;
-        if ((c->train.eval_every > 0 && (epoch + 1) % c->train.eval_every == 0) || last_epoch) {
+            dp_metrics_write(
+                t->metrics,
+                "\"type\":\"epoch\",\"phase\":\"%s\",\"epoch\":%d,\"loss\":%.6f,\"acc\":%.6f,"
+                "\"seconds\":%.3f",
+                t->phase, epoch + 1, ep_loss / ep_count, ep_correct / ep_count,
+                dp_now_seconds() - t0);
+        bool last_epoch = epoch == t->tc->epochs - 1;
+        if ((t->tc->eval_every > 0 && (epoch + 1) % t->tc->eval_every == 0) || last_epoch) {
             eval_result r;
             if (t->data->val.n > 0) {
                 if ((st = trainer_evaluate(t, &t->data->val, &r, err)) != DP_OK) break;
-                report_eval(t, "val", epoch + 1, &r);
+                trainer_report_eval(t, "val", epoch + 1, &r);
             }
             if ((st = trainer_evaluate(t, &t->data->test, &r, err)) != DP_OK) break;
-            report_eval(t, "test", epoch + 1, &r);
+            trainer_report_eval(t, "test", epoch + 1, &r);
         }
     }
     dp_loader_close(ld);
     if (st == DP_OK && d->rank == 0)
-        fprintf(stderr, "training done: %d epochs in %.1f s\n", c->train.epochs,
+        fprintf(stderr, "training done: %d epochs in %.1f s\n", t->tc->epochs,
                 dp_now_seconds() - t0);
     return st;
 }
@@ -318,6 +324,8 @@ dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, 
                     "least one sample per rank (%d ranks)",
                     c->path, c->train.batch, c->train.accumulation, app->dist.world);
     t->micro_global = per_step;
+    t->tc = &c->train;
+    t->phase = "train";
     dp_status st = dp_dist_check(&app->dist, v, err);
     if (st != DP_OK) return st;
     int cap = (t->micro_global + app->dist.world - 1) / app->dist.world;
@@ -333,6 +341,23 @@ dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, 
                                  (size_t)(c->dist.bucket_mb * 1e6), c->dist.overlap, err);
     if ((st = dp_dist_check(&app->dist, st, err)) != DP_OK) return st;
     return dp_dist_check(&app->dist, app->dist.rank == 0 ? open_metrics(t, err) : DP_OK, err);
+}
+
+dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err) {
+    const dp_config *c = &t->app->cfg;
+    int cap = t->act.cap;
+    if (t->act.out) dp_activations_free(&t->act, t->m);
+    dp_grad_sync_free(t->sync);
+    t->sync = NULL;
+    dp_model_free(t->m);
+    *t->m = *fresh; /* the caller's model now is the new one */
+    memset(fresh, 0, sizeof *fresh);
+    dp_status st = dp_activations_alloc(&t->act, t->m, cap, err);
+    if (st == DP_OK && t->app->dist.world > 1)
+        st = dp_grad_sync_create(&t->sync, &t->app->dist, t->m,
+                                 (size_t)(c->dist.first_bucket_mb * 1e6),
+                                 (size_t)(c->dist.bucket_mb * 1e6), c->dist.overlap, err);
+    return dp_dist_check(&t->app->dist, st, err);
 }
 
 void trainer_free(trainer *t) {
@@ -362,7 +387,9 @@ int app_cmd_train(dp_app *app) {
                 DPRUNE_VERSION, m.arch, c->data.dataset, app->dist.world, app->threads,
                 dp_blas_corename(), (long long)dp_model_params(&m), dp_model_flops(&m) / 1e6,
                 (long long)data.train.n, (long long)data.val.n, (long long)data.test.n);
+    t.bn_l1 = c->prune.bn_l1;
     if (st == DP_OK) st = trainer_run(&t, &err);
+    if (st == DP_OK) st = app_prune(&t, &m, &err);
     /* a NaN loss is found on every rank at once (the loss is allreduced): report it once */
     if (st != DP_OK && err.code == DP_ERR_NUMERIC) st = dp_dist_check(&app->dist, st, &err);
     trainer_free(&t);

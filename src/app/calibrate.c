@@ -1,0 +1,230 @@
+/* The calibration pass of a pruning round: training images without augmentation, BN in eval
+ * mode, each prunable group's post-ReLU maps accumulated into per-block partial statistics
+ * (prune/calib_stats), then folded in block order through the ranks (dist chain), so rank 0
+ * gets statistics that are bitwise the same on any rank count. */
+#include "calibrate.h"
+#include "dprune/nn.h"
+#include <stdlib.h>
+#include <string.h>
+
+/* The maps a group is scored on: its post-ReLU outputs (for a residual stream, the ReLU after
+ * each block's add; the statistics of all of them are summed). */
+static int scored_nodes(const dp_model *m, const dp_channel_group *g, int *out, int max) {
+    int n = 0;
+    for (int i = 0; i < g->n_members && n < max; i++)
+        if (m->nodes[g->members[i]].op == DP_OP_RELU) out[n++] = g->members[i];
+    if (n == 0 && g->n_members > 0) out[n++] = g->members[g->n_members - 1];
+    return n;
+}
+
+static size_t stats_len(calib_kind kind, int C) {
+    switch (kind) {
+    case CALIB_CORR:
+        return dp_corr_stats_len(C);
+    case CALIB_HRANK:
+        return dp_hrank_stats_len(C);
+    case CALIB_CI:
+        return dp_ci_stats_len(C);
+    case CALIB_RMS:
+        return dp_rms_stats_len(C);
+    }
+    return 0;
+}
+
+/* One accumulator: one scored node of one group. */
+typedef struct {
+    int group, node;
+    int C, H, W;
+    dp_calib_partials parts;
+    double *shift; /* corr: k [C] */
+} accumulator;
+
+typedef struct {
+    const accumulator *acc;
+} fold_ctx;
+
+static void fold_own_blocks(void *ctx, double *total) {
+    const fold_ctx *f = ctx;
+    dp_calib_fold(&f->acc->parts, total);
+}
+
+static dp_status add_block(const dp_app_data *d, const calib_set *set, int64_t first, int n,
+                           uint64_t seed, float *x, dp_error *err) {
+    size_t per = (size_t)d->aug.out_c * d->aug.out_h * d->aug.out_w;
+    for (int i = 0; i < n; i++) {
+        int64_t index = set->split->index[set->order[first + i]];
+        dp_status st =
+            dp_make_sample(set->split->ds, index, &d->aug, false, seed, 0, x + per * i, err);
+        if (st != DP_OK) return st;
+    }
+    return DP_OK;
+}
+
+dp_status calib_set_init(calib_set *set, const dp_split *split, int images, uint64_t seed,
+                         dp_error *err) {
+    set->split = split;
+    set->n = images < split->n ? images : split->n;
+    set->order = malloc(sizeof(int64_t) * (size_t)(split->n > 0 ? split->n : 1));
+    if (!set->order) return dp_fail(err, DP_ERR_NOMEM, "calibration: out of memory");
+    /* a fixed "epoch" key distinct from training epochs: the same images every round */
+    dp_sampler_order(split->n, true, seed, 1 << 30, set->order);
+    return DP_OK;
+}
+
+void calib_set_free(calib_set *set) {
+    free(set->order);
+    set->order = NULL;
+}
+
+static dp_status accumulate(accumulator *a, calib_kind kind, const float *map, int64_t first, int n,
+                            double *ws, size_t ws_len, dp_error *err) {
+    int P = a->H * a->W;
+    switch (kind) {
+    case CALIB_CORR:
+        return dp_corr_accumulate(&a->parts, first, n, a->C, P, map, a->shift, ws, err);
+    case CALIB_HRANK:
+        return dp_hrank_accumulate(&a->parts, first, n, a->C, a->H, a->W, map, ws, ws_len, err);
+    case CALIB_CI:
+        return dp_ci_accumulate(&a->parts, first, n, a->C, P, map, ws, ws_len, err);
+    case CALIB_RMS:
+        return dp_rms_accumulate(&a->parts, first, n, a->C, P, map, err);
+    }
+    return DP_OK;
+}
+
+static size_t workspace_len(calib_kind kind, const accumulator *a) {
+    int P = a->H * a->W;
+    switch (kind) {
+    case CALIB_CORR:
+        return (size_t)a->C * P;
+    case CALIB_HRANK:
+        return dp_hrank_workspace_doubles(a->H, a->W);
+    case CALIB_CI:
+        return dp_ci_workspace_doubles(a->C, P);
+    case CALIB_RMS:
+        return 1;
+    }
+    return 1;
+}
+
+dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, const calib_set *set,
+                    const dp_groups *gs, calib_kind kind, uint64_t seed, calib_result *r,
+                    dp_error *err) {
+    memset(r, 0, sizeof *r);
+    r->n_groups = gs->n_groups;
+    r->total = calloc((size_t)gs->n_groups, sizeof(double *));
+    r->len = calloc((size_t)gs->n_groups, sizeof(size_t));
+    r->shift = calloc((size_t)gs->n_groups, sizeof(double *));
+    accumulator *acc = calloc((size_t)m->n_nodes + 1, sizeof(accumulator));
+    int n_acc = 0;
+    dp_activations act = {0};
+    float *x = NULL;
+    double *ws = NULL;
+    size_t ws_len = 1;
+    dp_status st = DP_OK;
+    if (!r->total || !r->len || !r->shift || !acc) {
+        st = dp_fail(err, DP_ERR_NOMEM, "calibration: out of memory");
+        goto done;
+    }
+    int64_t first_block, nblocks;
+    dp_calib_block_range(set->n, DP_CALIB_BLOCK, dist->rank, dist->world, &first_block, &nblocks);
+    for (int g = 0; g < gs->n_groups && st == DP_OK; g++) {
+        if (!gs->groups[g].prunable) continue;
+        int nodes[64];
+        int k = scored_nodes(m, &gs->groups[g], nodes, 64);
+        for (int j = 0; j < k && st == DP_OK; j++) {
+            accumulator *a = &acc[n_acc++];
+            const dp_node *n = &m->nodes[nodes[j]];
+            *a = (accumulator){.group = g, .node = nodes[j], .C = n->c, .H = n->h, .W = n->w};
+            st = dp_calib_partials_init(&a->parts, first_block, nblocks, DP_CALIB_BLOCK,
+                                        stats_len(kind, n->c), err);
+            size_t need = workspace_len(kind, a);
+            if (need > ws_len) ws_len = need;
+        }
+    }
+    if (st == DP_OK) st = dp_activations_alloc(&act, m, DP_CALIB_BLOCK, err);
+    size_t per = (size_t)d->aug.out_c * d->aug.out_h * d->aug.out_w;
+    x = malloc(sizeof(float) * per * DP_CALIB_BLOCK);
+    ws = malloc(sizeof(double) * ws_len);
+    if (st == DP_OK && (!x || !ws)) st = dp_fail(err, DP_ERR_NOMEM, "calibration: out of memory");
+    dp_forward_opts eval = {.train = false};
+
+    /* CorrTopo's shift: the channel means of block 0 (global samples 0..31). Every rank
+     * computes it itself, identically, instead of waiting for a broadcast. */
+    if (st == DP_OK && kind == CALIB_CORR && set->n > 0) {
+        int n0 = set->n < DP_CALIB_BLOCK ? (int)set->n : DP_CALIB_BLOCK;
+        st = add_block(d, set, 0, n0, seed, x, err);
+        if (st == DP_OK) dp_model_forward(m, &act, x, n0, &eval);
+        for (int i = 0; i < n_acc && st == DP_OK; i++) {
+            accumulator *a = &acc[i];
+            a->shift = malloc(sizeof(double) * (size_t)a->C);
+            if (!a->shift)
+                st = dp_fail(err, DP_ERR_NOMEM, "calibration: out of memory");
+            else
+                dp_corr_shift(n0, a->C, a->H * a->W, act.out[a->node], a->shift);
+        }
+        /* a residual group sums the statistics of several maps: they share one shift */
+        for (int i = 1; i < n_acc && st == DP_OK; i++)
+            if (acc[i].group == acc[i - 1].group)
+                memcpy(acc[i].shift, acc[i - 1].shift, sizeof(double) * (size_t)acc[i].C);
+    }
+
+    /* this rank's blocks, one forward per block: a block's numbers do not depend on batching */
+    for (int64_t b = first_block; b < first_block + nblocks && st == DP_OK; b++) {
+        int64_t first = b * DP_CALIB_BLOCK;
+        int n = (int)(set->n - first < DP_CALIB_BLOCK ? set->n - first : DP_CALIB_BLOCK);
+        st = add_block(d, set, first, n, seed, x, err);
+        if (st != DP_OK) break;
+        dp_model_forward(m, &act, x, n, &eval);
+        for (int i = 0; i < n_acc && st == DP_OK; i++)
+            st = accumulate(&acc[i], kind, act.out[acc[i].node], first, n, ws, ws_len, err);
+    }
+    if ((st = dp_dist_check(dist, st, err)) != DP_OK) goto done;
+
+    /* fold through the ranks in block order; rank 0 sums the maps of each group */
+    for (int i = 0; i < n_acc && st == DP_OK; i++) {
+        accumulator *a = &acc[i];
+        size_t len = a->parts.len;
+        double *total = malloc(sizeof(double) * len);
+        if (!total) {
+            st = dp_fail(err, DP_ERR_NOMEM, "calibration: out of memory");
+            break;
+        }
+        fold_ctx f = {a};
+        st = dp_dist_chain_fold(dist, total, len, fold_own_blocks, &f, err);
+        if (st == DP_OK) st = dp_dist_chain_fold_finish(dist, total, len, err);
+        if (st == DP_OK && dist->rank == 0) {
+            if (!r->total[a->group]) {
+                r->total[a->group] = total;
+                r->len[a->group] = len;
+                r->shift[a->group] = a->shift;
+                a->shift = NULL;
+                total = NULL;
+            } else {
+                for (size_t j = 0; j < len; j++) r->total[a->group][j] += total[j];
+            }
+        }
+        free(total);
+    }
+done:
+    for (int i = 0; i < n_acc; i++) {
+        dp_calib_partials_free(&acc[i].parts);
+        free(acc[i].shift);
+    }
+    free(acc);
+    free(x);
+    free(ws);
+    if (act.out) dp_activations_free(&act, m);
+    return st;
+}
+
+void calib_result_free(calib_result *r) {
+    for (int g = 0; g < r->n_groups; g++) {
+        if (r->total) free(r->total[g]);
+        if (r->shift) free(r->shift[g]);
+    }
+    free(r->total);
+    free(r->len);
+    free(r->shift);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,481 @@
+/* The pruning phase: rounds of calibrate -> plan (rank 0) -> broadcast -> surgery -> BN
+ * re-estimation -> fine-tune, then the final evaluation and a before/after summary.
+ * Algorithms live in prune/ (groups, criteria, planner, surgery) and dist/ (reductions);
+ * this file only sequences them. */
+#include "app.h"
+#include "calibrate.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- which statistics a criterion needs ---- */
+static bool needs_calibration(const char *crit, calib_kind *kind) {
+    if (!strcmp(crit, "corr"))
+        *kind = CALIB_CORR;
+    else if (!strcmp(crit, "hrank"))
+        *kind = CALIB_HRANK;
+    else if (!strcmp(crit, "ci"))
+        *kind = CALIB_CI;
+    else
+        return false;
+    return true;
+}
+
+static void budget_from_config(const dp_prune_config *pc, dp_budget *b) {
+    dp_budget_default(b);
+    b->min_channels = pc->min_channels;
+    b->min_keep = pc->min_keep;
+    b->round_to = pc->round_to;
+    b->ratio = pc->ratio;
+    b->ratios = pc->ratios;
+    b->n_ratios = pc->n_ratios;
+    b->target = pc->target;
+    if (!strcmp(pc->budget, "ratios"))
+        b->kind = DP_BUDGET_PER_GROUP;
+    else if (!strcmp(pc->budget, "global"))
+        b->kind = DP_BUDGET_GLOBAL;
+    else if (!strcmp(pc->budget, "flops"))
+        b->kind = DP_BUDGET_FLOPS;
+    else if (!strcmp(pc->budget, "params"))
+        b->kind = DP_BUDGET_PARAMS;
+    else
+        b->kind = DP_BUDGET_UNIFORM;
+}
+
+/* Per-group results of the data-driven criteria that the planner needs beyond scores. */
+typedef struct {
+    dp_corr_result *corr; /* [n_groups] (C = 0 where unused) */
+    int n_groups;
+} criterion_state;
+
+static void criterion_state_free(criterion_state *cs) {
+    for (int g = 0; g < cs->n_groups && cs->corr; g++)
+        if (cs->corr[g].C) dp_corr_result_free(&cs->corr[g]);
+    free(cs->corr);
+    memset(cs, 0, sizeof *cs);
+}
+
+/* Rank 0: scores from folded statistics. */
+static dp_status scores_from_stats(const char *crit, const dp_prune_config *pc, const dp_groups *gs,
+                                   const calib_result *cr, dp_scores *sc, criterion_state *cs,
+                                   dp_error *err) {
+    dp_status st = dp_scores_alloc(sc, gs, err);
+    cs->n_groups = gs->n_groups;
+    cs->corr = calloc((size_t)gs->n_groups, sizeof(dp_corr_result));
+    if (st == DP_OK && !cs->corr) st = dp_fail(err, DP_ERR_NOMEM, "scores: out of memory");
+    for (int g = 0; g < gs->n_groups && st == DP_OK; g++) {
+        if (!sc->s[g] || !cr->total[g]) continue;
+        int C = gs->groups[g].channels;
+        const double *t = cr->total[g];
+        if (!strcmp(crit, "corr")) {
+            st = dp_corr_run(C, t, cr->shift[g], pc->corr_topology, &cs->corr[g], err);
+            if (st == DP_OK) dp_corr_scores(&cs->corr[g], sc->s[g]);
+        } else { /* hrank, ci: [images, sum[C]] -> mean over images */
+            double images = t[0] > 0 ? t[0] : 1;
+            for (int c = 0; c < C; c++) sc->s[g][c] = t[1 + c] / images;
+        }
+    }
+    return st;
+}
+
+/* Keep count of group g under threshold tau for the threshold criteria. */
+static int threshold_keep(const char *crit, const dp_groups *gs, const dp_scores *sc,
+                          const criterion_state *cs, int g, double tau, const dp_budget *b) {
+    int C = gs->groups[g].channels, k;
+    if (!strcmp(crit, "corr")) {
+        k = dp_corr_kept_count(&cs->corr[g], tau);
+    } else { /* ci: cumulative share of the total CI */
+        int *order = malloc(sizeof(int) * (size_t)C);
+        k = order ? dp_ci_keep_count(C, sc->s[g], tau, order) : C;
+        free(order);
+    }
+    return dp_keep_finalize(k < dp_keep_floor(C, b) ? dp_keep_floor(C, b) : k, C, b);
+}
+
+/* Threshold criteria: a fixed tau (budget "threshold"), or one global tau bisected to a
+ * FLOPs/params target; returns the plan closest to the target. */
+static dp_status plan_by_threshold(const dp_model *m, const char *crit, const dp_prune_config *pc,
+                                   const dp_groups *gs, const dp_scores *sc,
+                                   const criterion_state *cs, const dp_budget *b, dp_plan *plan,
+                                   dp_error *err) {
+    int *keep = malloc(sizeof(int) * (size_t)gs->n_groups);
+    if (!keep) return dp_fail(err, DP_ERR_NOMEM, "plan: out of memory");
+    int64_t flops0, params0;
+    dp_groups_count(m, gs, NULL, &flops0, &params0);
+    bool by_target = b->kind == DP_BUDGET_FLOPS || b->kind == DP_BUDGET_PARAMS;
+    double tau = pc->tau, best_tau = tau, best_gap = INFINITY;
+    /* keep counts grow with tau (corr) or with the CI share (ci): bisect on [0, 1] */
+    double lo = 0, hi = 1;
+    for (int it = 0; it < (by_target ? 40 : 1); it++) {
+        if (by_target) tau = 0.5 * (lo + hi);
+        for (int g = 0; g < gs->n_groups; g++)
+            keep[g] = gs->groups[g].prunable && sc->s[g]
+                          ? threshold_keep(crit, gs, sc, cs, g, tau, b)
+                          : gs->groups[g].channels;
+        if (!by_target) break;
+        int64_t f, p;
+        dp_groups_count(m, gs, keep, &f, &p);
+        double reached =
+            b->kind == DP_BUDGET_FLOPS ? 1.0 - (double)f / flops0 : 1.0 - (double)p / params0;
+        if (fabs(reached - b->target) < best_gap)
+            best_gap = fabs(reached - b->target), best_tau = tau;
+        if (reached > b->target)
+            lo = tau; /* cut too much: keep more (larger tau) */
+        else
+            hi = tau;
+    }
+    if (by_target)
+        for (int g = 0; g < gs->n_groups; g++)
+            keep[g] = gs->groups[g].prunable && sc->s[g]
+                          ? threshold_keep(crit, gs, sc, cs, g, best_tau, b)
+                          : gs->groups[g].channels;
+    dp_status st = dp_plan_from_scores(m, gs, sc, keep, crit, plan, err);
+    if (st == DP_OK)
+        snprintf(plan->budget, sizeof plan->budget, "%s tau %.4f",
+                 by_target ? pc->budget : "threshold", by_target ? best_tau : pc->tau);
+    free(keep);
+    return st;
+}
+
+/* Rank 0: the plan of this round. */
+static dp_status decide_plan(const dp_model *m, const dp_prune_config *pc, const dp_groups *gs,
+                             const dp_scores *sc, const criterion_state *cs, dp_plan *plan,
+                             dp_error *err) {
+    const char *crit = pc->criterion;
+    dp_budget b;
+    budget_from_config(pc, &b);
+    bool threshold_crit = !strcmp(crit, "corr") || !strcmp(crit, "ci");
+    if (!strcmp(pc->budget, "threshold") && !threshold_crit)
+        return dp_fail(err, DP_ERR_CONFIG,
+                       "prune.budget = \"threshold\" needs prune.criterion corr or ci (got %s)",
+                       crit);
+    if (threshold_crit && (!strcmp(pc->budget, "threshold") || b.kind == DP_BUDGET_FLOPS ||
+                           b.kind == DP_BUDGET_PARAMS))
+        return plan_by_threshold(m, crit, pc, gs, sc, cs, &b, plan, err);
+    return dp_plan_make(m, gs, sc, &b, crit, plan, err);
+}
+
+static dp_status broadcast_plan(dp_dist *d, dp_plan *plan, dp_error *err) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    dp_status st = DP_OK;
+    if (d->rank == 0) st = dp_plan_serialize(plan, &buf, &len, err);
+    if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
+    uint64_t n = len;
+    st = dp_dist_bcast_bytes(d, &n, sizeof n, 0, err);
+    if (st == DP_OK && d->rank != 0) {
+        buf = malloc(n ? n : 1);
+        if (!buf) st = dp_fail(err, DP_ERR_NOMEM, "plan: out of memory");
+    }
+    if ((st = dp_dist_check(d, st, err)) == DP_OK) st = dp_dist_bcast_bytes(d, buf, n, 0, err);
+    if (st == DP_OK && d->rank != 0) st = dp_plan_deserialize(buf, n, plan, err);
+    free(buf);
+    return dp_dist_check(d, st, err);
+}
+
+static void write_plan_text(const trainer *t, int round, const dp_plan *plan, const dp_model *m,
+                            const dp_groups *gs) {
+    char *text = NULL;
+    dp_error err = {0};
+    if (dp_plan_render(plan, m, gs, &text, &err) != DP_OK) return;
+    char path[DP_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/plan-round%d.txt", t->app->cfg.run.dir, round);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+        fprintf(stderr, "prune round %d: plan written to %s\n", round, path);
+    } else {
+        fprintf(stderr, "dprune: warning: cannot write the plan to %s\n", path);
+    }
+    free(text);
+}
+
+/* BN running statistics re-estimated on a few training batches (cumulative average, as
+ * torchvision's recalibration): the pruned network's statistics have moved. */
+static dp_status reestimate_bn(trainer *t, int batches, dp_error *err) {
+    const dp_config *c = &t->app->cfg;
+    dp_model *m = t->m;
+    if (batches <= 0) return DP_OK;
+    dp_loader_config lc = {.split = &t->data->train,
+                           .aug = &t->data->aug,
+                           .train = true,
+                           .shuffle = true,
+                           .drop_last = true,
+                           .prefetch = c->data.prefetch,
+                           .global_batch = t->micro_global,
+                           .rank = t->app->dist.rank,
+                           .world = t->app->dist.world,
+                           .seed = (uint64_t)c->run.seed};
+    dp_loader *ld = NULL;
+    dp_status st = dp_loader_open(&ld, &lc, err);
+    if (st == DP_OK) st = dp_loader_start_epoch(ld, 1 << 29, err);
+    int64_t avail = st == DP_OK ? dp_loader_batches_per_epoch(ld) : 0;
+    if ((st = dp_dist_check(&t->app->dist, st, err)) != DP_OK) {
+        dp_loader_close(ld);
+        return st;
+    }
+    for (int i = 0; i < m->n_buffers; i++) {
+        float *b = dp_buffer_ptr(m, i);
+        bool var = strstr(m->buffers[i].name, "running_var") != NULL;
+        for (size_t j = 0; j < m->buffers[i].numel; j++) b[j] = var ? 1.0f : 0.0f;
+    }
+    for (int64_t k = 0; k < batches && k < avail && st == DP_OK; k++) {
+        dp_batch b;
+        st = dp_dist_check(&t->app->dist, dp_loader_next(ld, &b, err), err);
+        if (st != DP_OK || b.n == 0) continue;
+        for (int i = 0; i < m->n_nodes; i++) /* cumulative average: stat k has weight 1/(k+1) */
+            if (m->nodes[i].op == DP_OP_BN) m->nodes[i].a.bn.momentum = 1.0f / (float)(k + 1);
+        for (int i = 0; i < b.n; i++) t->keys[i] = b.keys[i];
+        dp_forward_opts fo = {.train = true,
+                              .seed = (uint64_t)c->run.seed,
+                              .sample_keys = t->keys,
+                              .hooks = &t->hooks};
+        dp_model_forward(m, &t->act, b.x, b.n, &fo);
+    }
+    for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].op == DP_OP_BN) m->nodes[i].a.bn.momentum = 0.1f;
+    dp_loader_close(ld);
+    return st;
+}
+
+/* Inference images/s of the model on this rank (eval mode, random input), median of runs. */
+static double measure_inference(const dp_model *m, int batch) {
+    dp_activations a;
+    dp_error err = {0};
+    if (dp_activations_alloc(&a, m, batch, &err) != DP_OK) return 0;
+    size_t n = (size_t)batch * m->in_c * m->in_h * m->in_w;
+    float *x = dp_alloc_floats(n);
+    if (!x) {
+        dp_activations_free(&a, m);
+        return 0;
+    }
+    dp_rng r;
+    dp_rng_init(&r, 1, 2, 3, 4);
+    for (size_t i = 0; i < n; i++) x[i] = (float)dp_rng_normal(&r);
+    dp_forward_opts fo = {.train = false};
+    dp_model_forward(m, &a, x, batch, &fo); /* warm-up */
+    double times[7];
+    for (int k = 0; k < 7; k++) {
+        double t0 = dp_now_seconds();
+        dp_model_forward(m, &a, x, batch, &fo);
+        times[k] = dp_now_seconds() - t0;
+    }
+    for (int i = 1; i < 7; i++) /* insertion sort for the median */
+        for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
+            double tmp = times[j];
+            times[j] = times[j - 1], times[j - 1] = tmp;
+        }
+    dp_free(x);
+    dp_activations_free(&a, m);
+    return batch / times[3];
+}
+
+/* What the summary compares: per conv/linear node its width, params and FLOPs. */
+typedef struct {
+    int *width;
+    int64_t *params, *flops;
+    int64_t total_params, total_flops;
+    double top1, top5, images_per_s;
+} model_facts;
+
+static void facts_take(const dp_model *m, model_facts *f) {
+    f->width = calloc((size_t)m->n_nodes, sizeof(int));
+    f->params = calloc((size_t)m->n_nodes, sizeof(int64_t));
+    f->flops = calloc((size_t)m->n_nodes, sizeof(int64_t));
+    for (int i = 0; i < m->n_nodes && f->width && f->params && f->flops; i++) {
+        f->width[i] = m->nodes[i].c;
+        f->params[i] = dp_node_params(m, i);
+        f->flops[i] = dp_node_flops(m, i);
+    }
+    f->total_params = dp_model_params(m);
+    f->total_flops = dp_model_flops(m);
+}
+
+static void facts_free(model_facts *f) {
+    free(f->width);
+    free(f->params);
+    free(f->flops);
+}
+
+static void print_summary(trainer *t, const dp_model *m, const model_facts *before,
+                          const model_facts *after) {
+    if (t->app->dist.rank != 0) return;
+    FILE *o = stdout;
+    fprintf(o, "\n%-26s %9s %9s %12s %12s %14s %14s\n", "layer", "ch.before", "ch.after",
+            "params.bef", "params.aft", "FLOPs.before", "FLOPs.after");
+    for (int i = 0; i < m->n_nodes && before->width && after->width; i++) {
+        dp_op op = m->nodes[i].op;
+        if (op != DP_OP_CONV && op != DP_OP_LINEAR) continue;
+        fprintf(o, "%-26s %9d %9d %12lld %12lld %14lld %14lld\n", m->nodes[i].name,
+                before->width[i], after->width[i], (long long)before->params[i],
+                (long long)after->params[i], (long long)before->flops[i],
+                (long long)after->flops[i]);
+    }
+    fprintf(o, "\n%-12s %14s %14s %9s %9s %12s\n", "model", "params", "FLOPs", "top1 %", "top5 %",
+            "infer img/s");
+    fprintf(o, "%-12s %14lld %14lld %9.2f %9.2f %12.0f\n", "baseline",
+            (long long)before->total_params, (long long)before->total_flops, 100 * before->top1,
+            100 * before->top5, before->images_per_s);
+    fprintf(o, "%-12s %14lld %14lld %9.2f %9.2f %12.0f\n", "pruned", (long long)after->total_params,
+            (long long)after->total_flops, 100 * after->top1, 100 * after->top5,
+            after->images_per_s);
+    fprintf(o, "params -%.2f%%  FLOPs -%.2f%%  accuracy kept %.2f%% of baseline  inference %.2fx\n",
+            100.0 * (1 - (double)after->total_params / before->total_params),
+            100.0 * (1 - (double)after->total_flops / before->total_flops),
+            before->top1 > 0 ? 100.0 * after->top1 / before->top1 : 0,
+            before->images_per_s > 0 ? after->images_per_s / before->images_per_s : 0);
+    dp_metrics_write(t->metrics,
+                     "\"type\":\"prune_summary\",\"params_before\":%lld,\"params_after\":%lld,"
+                     "\"flops_before\":%lld,\"flops_after\":%lld,\"top1_before\":%.6f,"
+                     "\"top1_after\":%.6f,\"top5_before\":%.6f,\"top5_after\":%.6f,"
+                     "\"infer_img_s_before\":%.1f,\"infer_img_s_after\":%.1f",
+                     (long long)before->total_params, (long long)after->total_params,
+                     (long long)before->total_flops, (long long)after->total_flops, before->top1,
+                     after->top1, before->top5, after->top5, before->images_per_s,
+                     after->images_per_s);
+}
+
+static dp_status test_accuracy(trainer *t, const char *label, int epoch, double *top1, double *top5,
+                               dp_error *err) {
+    eval_result r;
+    dp_status st = DP_OK;
+    if (t->data->val.n > 0) {
+        st = trainer_evaluate(t, &t->data->val, &r, err);
+        if (st == DP_OK) trainer_report_eval(t, "val", epoch, &r);
+    }
+    if (st == DP_OK) st = trainer_evaluate(t, &t->data->test, &r, err);
+    if (st != DP_OK) return st;
+    const char *keep = t->phase;
+    t->phase = label;
+    trainer_report_eval(t, "test", epoch, &r);
+    t->phase = keep;
+    *top1 = r.count ? (double)r.top1 / r.count : 0;
+    *top5 = r.count ? (double)r.top5 / r.count : 0;
+    return DP_OK;
+}
+
+static dp_status parse_protect(const dp_prune_config *pc, char names[][48], const char **ptrs,
+                               int *n, dp_error *err) {
+    *n = 0;
+    char buf[DP_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", pc->protect);
+    for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok;
+         tok = strtok_r(NULL, ", ", &save)) {
+        if (*n == 64) return dp_fail(err, DP_ERR_CONFIG, "prune.protect: more than 64 names");
+        snprintf(names[*n], 48, "%s", tok);
+        ptrs[*n] = names[*n];
+        (*n)++;
+    }
+    return DP_OK;
+}
+
+/* One round on the current model: groups, scores, plan (rank 0), broadcast. */
+static dp_status plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err) {
+    const dp_config *c = &t->app->cfg;
+    const dp_prune_config *pc = &c->prune;
+    dp_dist *d = &t->app->dist;
+    char names[64][48];
+    const char *ptrs[64];
+    dp_group_opts go;
+    dp_group_opts_default(&go);
+    go.residual = pc->residual;
+    go.protect_first_conv = pc->protect_first;
+    dp_status st = parse_protect(pc, names, ptrs, &go.n_protect, err);
+    go.protect = ptrs;
+    if (st == DP_OK) st = dp_groups_build(t->m, &go, gs, err);
+    if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
+
+    dp_scores sc = {0};
+    criterion_state cs = {0};
+    calib_kind kind;
+    uint64_t seed = (uint64_t)c->run.seed;
+    if (needs_calibration(pc->criterion, &kind)) {
+        calib_set set;
+        calib_result cr;
+        /* pruning decisions never see the test set: calibration uses training images */
+        st = calib_set_init(&set, &t->data->train, pc->calib_images, seed, err);
+        if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
+        st = calibrate(d, t->m, t->data, &set, gs, kind, seed, &cr, err);
+        if (st == DP_OK && d->rank == 0)
+            st = scores_from_stats(pc->criterion, pc, gs, &cr, &sc, &cs, err);
+        calib_result_free(&cr);
+        calib_set_free(&set);
+    } else if (d->rank == 0) {
+        st = dp_weight_scores(pc->criterion, t->m, gs, seed, round, &sc, err);
+        if (st == DP_OK && sc.note[0]) fprintf(stderr, "prune: %s\n", sc.note);
+    }
+    if (st == DP_OK && d->rank == 0)
+        st = decide_plan(t->m, pc, gs, &sc, &cs, plan, err);
+    else if (st == DP_OK)
+        st = dp_plan_init(plan, gs, err);
+    dp_scores_free(&sc);
+    criterion_state_free(&cs);
+    if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
+    return broadcast_plan(d, plan, err);
+}
+
+dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
+    const dp_config *c = &t->app->cfg;
+    const dp_prune_config *pc = &c->prune;
+    if (!strcmp(pc->criterion, "none")) return DP_OK;
+    if (!strcmp(pc->criterion, "cip"))
+        return dp_dist_check(&t->app->dist,
+                             dp_fail(err, DP_ERR_CONFIG,
+                                     "%s: prune.criterion = \"cip\" is not wired into the pipeline "
+                                     "yet (its math is in prune/crit_cip.c); use another criterion",
+                                     c->path),
+                             err);
+    model_facts before = {0}, after = {0};
+    facts_take(m, &before);
+    dp_status st = test_accuracy(t, "baseline", 0, &before.top1, &before.top5, err);
+    int infer_batch = t->micro_global < 64 ? t->micro_global : 64;
+    before.images_per_s = measure_inference(m, infer_batch);
+
+    dp_train_config ft = c->train; /* fine-tuning: the training recipe, its own length and lr */
+    ft.epochs = pc->finetune_epochs;
+    ft.lr = pc->finetune_lr;
+    ft.warmup_epochs = 0;
+    ft.schedule[0] = 0;
+    snprintf(ft.schedule, sizeof ft.schedule, "cosine");
+    char phase[32];
+    for (int round = 1; round <= pc->rounds && st == DP_OK; round++) {
+        dp_groups gs = {0};
+        dp_plan plan = {0};
+        st = plan_round(t, round, &gs, &plan, err);
+        if (st == DP_OK && t->app->dist.rank == 0) {
+            write_plan_text(t, round, &plan, m, &gs);
+            fprintf(stderr, "prune round %d (%s, %s): FLOPs %lld -> %lld, params %lld -> %lld\n",
+                    round, pc->criterion, plan.budget, (long long)dp_model_flops(m),
+                    (long long)plan.flops_after, (long long)dp_model_params(m),
+                    (long long)plan.params_after);
+        }
+        dp_model small = {0};
+        /* every rank cuts the same channels from the same plan */
+        if (st == DP_OK)
+            st = dp_dist_check(&t->app->dist, dp_surgery(m, &gs, &plan, &t->opt, NULL, &small, err),
+                               err);
+        dp_plan_free(&plan);
+        dp_groups_free(&gs);
+        if (st == DP_OK) st = trainer_replace_model(t, &small, err);
+        snprintf(phase, sizeof phase, "finetune%d", round);
+        t->phase = phase;
+        if (st == DP_OK) st = reestimate_bn(t, pc->bn_recalib_batches, err);
+        double top1, top5;
+        if (st == DP_OK) st = test_accuracy(t, "after-surgery", round, &top1, &top5, err);
+        t->tc = &ft;
+        if (st == DP_OK && ft.epochs > 0) st = trainer_run(t, err);
+        t->tc = &c->train;
+    }
+    if (st == DP_OK) {
+        t->phase = "final";
+        facts_take(m, &after);
+        st = test_accuracy(t, "final", 0, &after.top1, &after.top5, err);
+        after.images_per_s = measure_inference(m, infer_batch);
+        if (st == DP_OK) print_summary(t, m, &before, &after);
+    }
+    facts_free(&before);
+    facts_free(&after);
+    return st;
+}
