@@ -8,6 +8,7 @@
 #include "dprune/io.h"
 #include "dprune/model.h"
 #include "dprune/optim.h"
+#include "dprune/prune.h"
 
 typedef struct {
     dp_dist dist;
@@ -71,6 +72,9 @@ dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err);
 /* Rounds of calibrate, plan (rank 0), broadcast, surgery, BN re-estimation, fine-tune, then
  * the final evaluation and the before/after summary. *m is replaced by the pruned model. */
 dp_status app_prune(trainer *t, dp_model *m, dp_error *err);
+/* One round's decision on the current model: groups, scores (calibration if the criterion
+ * needs it), the plan on rank 0, broadcast to every rank. Collective. */
+dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err);
 /* `dprune plan CONF`: the plan the config would make, printed, nothing cut. */
 int app_cmd_plan(dp_app *app);
 

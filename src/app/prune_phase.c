@@ -372,7 +372,7 @@ static dp_status parse_protect(const dp_prune_config *pc, char names[][48], cons
 }
 
 /* One round on the current model: groups, scores, plan (rank 0), broadcast. */
-static dp_status plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err) {
+dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err) {
     const dp_config *c = &t->app->cfg;
     const dp_prune_config *pc = &c->prune;
     dp_dist *d = &t->app->dist;
@@ -443,7 +443,7 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     for (int round = 1; round <= pc->rounds && st == DP_OK; round++) {
         dp_groups gs = {0};
         dp_plan plan = {0};
-        st = plan_round(t, round, &gs, &plan, err);
+        st = app_plan_round(t, round, &gs, &plan, err);
         if (st == DP_OK && t->app->dist.rank == 0) {
             write_plan_text(t, round, &plan, m, &gs);
             fprintf(stderr, "prune round %d (%s, %s): FLOPs %lld -> %lld, params %lld -> %lld\n",
