@@ -4,11 +4,13 @@
 #include <string.h>
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: dprune [train] CONF        train (and prune) as the config says\n"
-                 "       dprune summary CONF        per-layer output shape, params, FLOPs\n"
-                 "       dprune config-help         reference of every config setting\n"
-                 "       dprune --version\n"
-                 "Run on many ranks with: mpirun -n N dprune CONF\n");
+    fprintf(out,
+            "usage: dprune [train] CONF        train (and prune) as the config says\n"
+            "       dprune summary CONF        per-layer output shape, params, FLOPs\n"
+            "       dprune plan CONF           the prune plan the config would make (dry run)\n"
+            "       dprune config-help         reference of every config setting\n"
+            "       dprune --version\n"
+            "Run on many ranks with: mpirun -n N dprune CONF\n");
 }
 
 int main(int argc, char **argv) {
@@ -29,7 +31,7 @@ int main(int argc, char **argv) {
         conf = argv[1];
     else if (argc == 3)
         cmd = argv[1], conf = argv[2];
-    if (!conf || (strcmp(cmd, "train") && strcmp(cmd, "summary"))) {
+    if (!conf || (strcmp(cmd, "train") && strcmp(cmd, "summary") && strcmp(cmd, "plan"))) {
         usage(stderr);
         return 2;
     }
@@ -45,7 +47,9 @@ int main(int argc, char **argv) {
     if (dp_dist_check(&app.dist, app_load_config(&app, conf, &err), &err) == DP_OK) {
         app.threads = dp_threads_setup(app.cfg.run.threads);
         app.dist.watchdog_seconds = app.cfg.dist.watchdog_seconds;
-        rc = !strcmp(cmd, "summary") ? app_cmd_summary(&app) : app_cmd_train(&app);
+        rc = !strcmp(cmd, "summary") ? app_cmd_summary(&app)
+             : !strcmp(cmd, "plan")  ? app_cmd_plan(&app)
+                                     : app_cmd_train(&app);
     }
     dp_dist_finalize();
     return rc;

@@ -479,3 +479,41 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     facts_free(&after);
     return st;
 }
+
+int app_cmd_plan(dp_app *app) {
+    const dp_config *c = &app->cfg;
+    dp_error err = {0};
+    dp_app_data data;
+    dp_model m = {0};
+    trainer t = {0};
+    dp_groups gs = {0};
+    dp_plan plan = {0};
+    if (!strcmp(c->prune.criterion, "none")) {
+        if (app->dist.rank == 0)
+            fprintf(stderr, "dprune: error: %s: prune.criterion is \"none\": nothing to plan\n",
+                    c->path);
+        return 1;
+    }
+    dp_status st = dp_dist_check(&app->dist, app_open_data(c, &data, &err), &err);
+    if (st == DP_OK) st = dp_dist_check(&app->dist, app_build_model(app, &data, &m, &err), &err);
+    if (st == DP_OK) st = trainer_init(&t, app, &data, &m, &err);
+    if (st == DP_OK) st = app_plan_round(&t, 1, &gs, &plan, &err);
+    if (st == DP_OK && app->dist.rank == 0) {
+        char *text = NULL;
+        if (dp_plan_render(&plan, &m, &gs, &text, &err) == DP_OK) fputs(text, stdout);
+        free(text);
+        printf("weights: freshly initialised (seed %lld); nothing was cut\n",
+               (long long)c->run.seed);
+        printf("FLOPs %lld -> %lld (-%.2f%%), params %lld -> %lld (-%.2f%%)\n",
+               (long long)plan.flops_before, (long long)plan.flops_after,
+               100.0 * (1 - (double)plan.flops_after / plan.flops_before),
+               (long long)plan.params_before, (long long)plan.params_after,
+               100.0 * (1 - (double)plan.params_after / plan.params_before));
+    }
+    dp_plan_free(&plan);
+    dp_groups_free(&gs);
+    trainer_free(&t);
+    dp_model_free(&m);
+    app_close_data(&data);
+    return st == DP_OK ? 0 : 1;
+}

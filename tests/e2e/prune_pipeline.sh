@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole pipeline on a small Fashion-MNIST run (2 ranks): train, calibrate, plan, surgery,
+# BN re-estimation, fine-tune, summary. The pruned model's parameter count is the one the
+# plan predicted from the analytic counts; `dprune plan` prints the same plan without cutting.
+source "$(dirname "$0")/lib/common.sh"
+
+for crit in corr l1 hrank; do
+cat > "$TMP/$crit.cfg" <<CFG
+run = { dir = "$TMP/run-$crit"; seed = 5; log_every = 0; };
+data = { dataset = "fashion-mnist"; limit_train = 1024; limit_test = 500; val_split = 0.1; };
+model = { arch = "fmnist_cnn"; };
+train = { epochs = 1; batch = 64; lr = 0.05; };
+prune = { criterion = "$crit"; budget = "ratios"; ratios = [0.8, 0.8, 0.0];
+          protect_first = false; finetune_epochs = 1; calib_images = 128; };
+CFG
+run_mpi 2 300 "$TMP/$crit.cfg"
+if [ "$rc" -ne 0 ]; then bad "$crit pipeline exit $rc"; tail -20 "$TMP/out"; continue; fi
+plan="$TMP/run-$crit/plan-round1.txt"
+[ -s "$plan" ] && ok "$crit: plan written" || bad "$crit: no plan file"
+predicted=$(sed -n 's/^params: [0-9]* -> \([0-9]*\).*/\1/p' "$plan")
+got=$(awk '$1 == "pruned" {print $2}' "$TMP/out")
+[ -n "$got" ] && [ "$got" = "$predicted" ] && ok "$crit: pruned model has the planned $got params" \
+  || bad "$crit: pruned params '$got' vs plan '$predicted'"
+# 80% of 32 and 64 channels removed: 7 and 13 kept (floors 4 / 10%)
+grep -qE '^conv1 +32 +7 ' "$TMP/out" && grep -qE '^conv2 +64 +13 ' "$TMP/out" \
+  && ok "$crit: conv widths 32->7, 64->13" || bad "$crit: widths"
+grep -q '"type":"prune_summary"' "$TMP/run-$crit/metrics.jsonl" && ok "$crit: summary in metrics" \
+  || bad "$crit: no prune_summary metric"
+done
+
+OMP_NUM_THREADS=1 "$DPRUNE" plan "$TMP/corr.cfg" > "$TMP/plan.out" 2>&1 && grep -q "nothing was cut" "$TMP/plan.out" \
+  && ok "dprune plan dry run" || { bad "dprune plan"; tail "$TMP/plan.out"; }
+finish
