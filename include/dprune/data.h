@@ -106,6 +106,10 @@ typedef struct {
 dp_status dp_loader_open(dp_loader **out, const dp_loader_config *cfg, dp_error *err);
 /* Starts an epoch; the first batch starts preparing immediately. */
 dp_status dp_loader_start_epoch(dp_loader *ld, int64_t epoch, dp_error *err);
+/* The same, continuing at global batch first_batch (a resume in the middle of an epoch): the
+ * batches are exactly those an uninterrupted epoch gives from there on. */
+dp_status dp_loader_start_epoch_at(dp_loader *ld, int64_t epoch, int64_t first_batch,
+                                   dp_error *err);
 /* Fills *b (pointers valid until the next call). Returns DP_OK with b->n = 0 at the end of the
  * epoch (b->n may also be 0 on a rank whose strided share of a short last batch is empty; use
  * dp_loader_batches_per_epoch to know the count). */

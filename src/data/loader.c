@@ -228,14 +228,22 @@ dp_status dp_loader_open(dp_loader **out, const dp_loader_config *cfg, dp_error 
 }
 
 dp_status dp_loader_start_epoch(dp_loader *ld, int64_t epoch, dp_error *err) {
+    return dp_loader_start_epoch_at(ld, epoch, 0, err);
+}
+
+dp_status dp_loader_start_epoch_at(dp_loader *ld, int64_t epoch, int64_t first_batch,
+                                   dp_error *err) {
     if (!ld) return dp_fail(err, DP_ERR_ARG, "dp_loader_start_epoch: NULL loader");
+    if (first_batch < 0 || first_batch > ld->nbatches)
+        return dp_fail(err, DP_ERR_ARG, "loader: batch %lld of an epoch of %lld batches",
+                       (long long)first_batch, (long long)ld->nbatches);
     if (ld->have_thread) cancel_job(ld); /* a restart mid-epoch abandons the old prefetch */
     ld->epoch = epoch;
     dp_sampler_order(ld->n, ld->cfg.shuffle, ld->cfg.seed, epoch, ld->order);
-    ld->next_batch = 0;
+    ld->next_batch = first_batch;
     ld->sticky = DP_OK;
     ld->epoch_started = true;
-    if (ld->have_thread && ld->nbatches > 0) submit(ld, 0);
+    if (ld->have_thread && first_batch < ld->nbatches) submit(ld, first_batch);
     return DP_OK;
 }
 

@@ -349,6 +349,33 @@ static void test_imagefolder_threads(void) {
     dp_dataset_free(&ds);
 }
 
+/* A resume in the middle of an epoch sees exactly the batches an uninterrupted epoch gives
+ * from there on, with prefetch on and off; a start past the end is refused. */
+static void test_start_at(const dp_split *sp) {
+    for (int pf = 0; pf < 2; pf++) {
+        dp_loader_config cfg = {.split = sp, .aug = &AUG, .train = true, .shuffle = true,
+                                .prefetch = pf, .global_batch = 16, .world = 1, .seed = 5};
+        epoch_rec full;
+        record_epoch(cfg, 2, &full);
+        dp_loader *ld = NULL;
+        dp_error err = {0};
+        CHECK(dp_loader_open(&ld, &cfg, &err) == DP_OK);
+        CHECK(dp_loader_start_epoch_at(ld, 2, 3, &err) == DP_OK);
+        int same = 1;
+        for (int64_t b = 3; b < full.nb; b++) {
+            dp_batch batch;
+            CHECK(dp_loader_next(ld, &batch, &err) == DP_OK);
+            same &= batch.step == b && batch.n == full.n[b] &&
+                    memcmp(batch.keys, full.keys[b], sizeof(uint64_t) * (size_t)batch.n) == 0 &&
+                    memcmp(batch.x, full.x[b], sizeof(float) * SAMPLE * (size_t)batch.n) == 0;
+        }
+        CHECK(same);
+        CHECK(dp_loader_start_epoch_at(ld, 2, full.nb + 1, &err) == DP_ERR_ARG);
+        dp_loader_close(ld);
+        free_rec(&full);
+    }
+}
+
 /* A real CIFAR epoch: each of the 2000 test images once, 200 per class. */
 static void test_cifar_epoch(void) {
     char path[1024];
@@ -421,6 +448,7 @@ int main(void) {
     test_world(&va, 4, 2, false); /* ranks 2 and 3 always get 0 samples */
     test_prefetch_threads(&tr);
     test_lifecycle(&tr);
+    test_start_at(&tr);
     test_worker_error();
     test_imagefolder_threads();
     test_cifar_epoch();
