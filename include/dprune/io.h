@@ -95,6 +95,12 @@ typedef struct {
 } dp_dist_config;
 
 typedef struct {
+    int every_epochs;        /* checkpoint after every N epochs of a phase (0 = never) */
+    int keep_last;           /* checkpoints kept in run.dir */
+    char resume[DP_PATH_MAX]; /* "none", "auto" (newest valid in run.dir) or a file */
+} dp_checkpoint_config;
+
+typedef struct {
     char criterion[DP_NAME_MAX]; /* none | l1 | l2 | slim | fpgm | fec | random | hrank | corr |
                                     ci | cip */
     char budget[DP_NAME_MAX];    /* uniform | ratios | global | flops | params | threshold */
@@ -132,6 +138,7 @@ typedef struct {
     dp_train_config train;
     dp_dist_config dist;
     dp_prune_config prune;
+    dp_checkpoint_config checkpoint;
 } dp_config;
 
 /* ---- schema: one row per setting; drives defaults, parsing, validation and the reference ----
@@ -198,6 +205,9 @@ dp_status dp_metrics_open(dp_metrics **out, const char *path, dp_error *err);
  * (e.g. on non-root ranks). */
 void dp_metrics_write(dp_metrics *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void dp_metrics_close(dp_metrics *m);
+/* Bytes written so far (a checkpoint records it; a resume truncates the file back to it, so
+ * no line appears twice). -1 for NULL. */
+long dp_metrics_offset(dp_metrics *m);
 /* JSON-escapes s into out (quotes, backslashes, control characters); always NUL-terminated,
  * truncated at a whole escape / UTF-8 character when out is too small. */
 void dp_json_escape(const char *s, char *out, size_t outsz);

@@ -9,12 +9,20 @@
 #include "dprune/model.h"
 #include "dprune/optim.h"
 #include "dprune/prune.h"
+#include "dprune/checkpoint.h"
+#include "dprune/ckpt_file.h"
 
 typedef struct {
     dp_dist dist;
     dp_config cfg;
+    char *cfg_text; /* the config as read (saved in checkpoints) */
     int threads;
+    bool resume_flag; /* --resume on the command line */
 } dp_app;
+
+/* SIGUSR1 / SIGTERM: stop at the next step boundary with a checkpoint (app/signals.c). */
+void app_signals_install(void);
+int app_signal_pending(void);
 
 /* Datasets and how samples become inputs, from the config. */
 typedef struct {
@@ -51,7 +59,17 @@ typedef struct {
     dp_exec_hooks hooks;
     const dp_train_config *tc; /* the active schedule: train, or a fine-tune variant */
     const char *phase;         /* "train", "finetune1", ... in progress lines and metrics */
+    int phase_index;           /* 0 = training, r = fine-tuning after prune round r */
+    int64_t run_step;          /* optimizer steps since the run began (all phases) */
     double bn_l1;              /* slim: lambda of the BN-L1 term (0 = off) */
+    /* checkpoints */
+    dp_ckpt_writer *writer; /* rank 0 */
+    bool resuming;          /* resume_state not yet consumed by trainer_run */
+    dp_train_state resume_state;
+    bool stopped;           /* a stop signal ended the run (after a checkpoint) */
+    char summary[8192];     /* metrics summary kept in checkpoints (baseline facts) */
+    uint8_t *prune_history; /* the broadcast plans of the rounds so far */
+    size_t prune_history_len;
 } trainer;
 
 /* Collective. Allocates activations and optimizer state, the gradient sync, and (rank 0) the
@@ -62,6 +80,14 @@ dp_status trainer_run(trainer *t, dp_error *err);
 /* Sharded evaluation; counts summed exactly over ranks. Collective. */
 dp_status trainer_evaluate(trainer *t, const dp_split *split, eval_result *r, dp_error *err);
 void trainer_free(trainer *t);
+/* Collective: BN statistics averaged across ranks, then rank 0 hands a snapshot to the
+ * background writer (the training stall is the copy). epoch/step_in_epoch: where a resume
+ * continues within the current phase. */
+dp_status trainer_checkpoint(trainer *t, int64_t epoch, int64_t step_in_epoch, dp_error *err);
+/* Loads the checkpoint named by checkpoint.resume / --resume (rank 0 finds it, every rank
+ * reads it), replaces *m, restores momentum and the state trainer_run and app_prune continue
+ * from. DP_OK with nothing done when there is nothing to resume. Collective. */
+dp_status trainer_resume(trainer *t, dp_model *m, dp_error *err);
 void trainer_report_eval(trainer *t, const char *split, int epoch, const eval_result *r);
 /* After surgery: *t->m is freed and becomes `fresh` (moved; fresh is zeroed); activations and
  * gradient buckets are rebuilt (the optimizer's momentum was sliced by the surgery).
@@ -79,6 +105,8 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
 int app_cmd_plan(dp_app *app);
 
 int app_cmd_train(dp_app *app);
+/* `dprune eval FILE`: the checkpoint's model on the test set of the config stored in it. */
+int app_cmd_eval(dp_app *app, const char *checkpoint_path);
 int app_cmd_summary(dp_app *app);
 
 #endif

@@ -1,6 +1,7 @@
 /* dprune command line: `dprune [train] CONF`, `dprune summary CONF`, `dprune config-help`. */
 #include "app.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *out) {
@@ -26,12 +27,25 @@ int main(int argc, char **argv) {
         dp_config_write_reference(stdout);
         return 0;
     }
+    if (argc == 3 && !strcmp(argv[1], "inspect")) {
+        dp_error ierr = {0};
+        if (dp_checkpoint_inspect(argv[2], stdout, true, &ierr) != DP_OK) {
+            fprintf(stderr, "dprune: error: %s\n", ierr.msg);
+            return 1;
+        }
+        return 0;
+    }
+    /* dprune [--resume] [train|summary|plan|eval] CONF|FILE */
     const char *cmd = "train", *conf = NULL;
-    if (argc == 2)
-        conf = argv[1];
-    else if (argc == 3)
-        cmd = argv[1], conf = argv[2];
-    if (!conf || (strcmp(cmd, "train") && strcmp(cmd, "summary") && strcmp(cmd, "plan"))) {
+    bool resume = false;
+    int first = 1;
+    if (argc > 1 && !strcmp(argv[1], "--resume")) resume = true, first = 2;
+    if (argc == first + 1)
+        conf = argv[first];
+    else if (argc == first + 2)
+        cmd = argv[first], conf = argv[first + 1];
+    if (!conf || (strcmp(cmd, "train") && strcmp(cmd, "summary") && strcmp(cmd, "plan") &&
+                  strcmp(cmd, "eval"))) {
         usage(stderr);
         return 2;
     }
@@ -44,13 +58,18 @@ int main(int argc, char **argv) {
         return 1;
     }
     int rc = 1;
-    if (dp_dist_check(&app.dist, app_load_config(&app, conf, &err), &err) == DP_OK) {
+    app.resume_flag = resume;
+    app_signals_install();
+    if (!strcmp(cmd, "eval")) {
+        rc = app_cmd_eval(&app, conf);
+    } else if (dp_dist_check(&app.dist, app_load_config(&app, conf, &err), &err) == DP_OK) {
         app.threads = dp_threads_setup(app.cfg.run.threads);
         app.dist.watchdog_seconds = app.cfg.dist.watchdog_seconds;
         rc = !strcmp(cmd, "summary") ? app_cmd_summary(&app)
              : !strcmp(cmd, "plan")  ? app_cmd_plan(&app)
                                      : app_cmd_train(&app);
     }
+    free(app.cfg_text);
     dp_dist_finalize();
     return rc;
 }

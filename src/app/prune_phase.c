@@ -293,6 +293,42 @@ static void facts_take(const dp_model *m, model_facts *f) {
     f->total_flops = dp_model_flops(m);
 }
 
+/* The baseline survives a resume inside the checkpoint's metrics summary:
+ * "baseline":"params flops top1 top5 img/s","layers":"node width params flops;..." */
+static void facts_to_summary(const model_facts *f, const dp_model *m, char *out, size_t n) {
+    int w = snprintf(out, n, "\"baseline\":\"%lld %lld %.9g %.9g %.6g\",\"layers\":\"",
+                     (long long)f->total_params, (long long)f->total_flops, f->top1, f->top5,
+                     f->images_per_s);
+    for (int i = 0; i < m->n_nodes && w > 0 && (size_t)w + 64 < n; i++)
+        if (m->nodes[i].op == DP_OP_CONV || m->nodes[i].op == DP_OP_LINEAR)
+            w += snprintf(out + w, n - (size_t)w, "%d %d %lld %lld;", i, f->width[i],
+                          (long long)f->params[i], (long long)f->flops[i]);
+    if (w > 0 && (size_t)w + 2 < n) snprintf(out + w, n - (size_t)w, "\"");
+}
+
+static bool facts_from_summary(const char *s, const dp_model *m, model_facts *f) {
+    const char *b = strstr(s, "\"baseline\":\""), *l = strstr(s, "\"layers\":\"");
+    if (!b || !l) return false;
+    long long p, fl;
+    if (sscanf(b + 12, "%lld %lld %lf %lf %lf", &p, &fl, &f->top1, &f->top5, &f->images_per_s) != 5)
+        return false;
+    f->total_params = p, f->total_flops = fl;
+    f->width = calloc((size_t)m->n_nodes, sizeof(int));
+    f->params = calloc((size_t)m->n_nodes, sizeof(int64_t));
+    f->flops = calloc((size_t)m->n_nodes, sizeof(int64_t));
+    if (!f->width || !f->params || !f->flops) return false;
+    for (const char *q = l + 10; *q && *q != '"';) {
+        int node, width, used = 0;
+        long long np, nf;
+        if (sscanf(q, "%d %d %lld %lld;%n", &node, &width, &np, &nf, &used) != 4 || used == 0)
+            break;
+        if (node >= 0 && node < m->n_nodes)
+            f->width[node] = width, f->params[node] = np, f->flops[node] = nf;
+        q += used;
+    }
+    return true;
+}
+
 static void facts_free(model_facts *f) {
     free(f->width);
     free(f->params);
@@ -371,6 +407,27 @@ static dp_status parse_protect(const dp_prune_config *pc, char names[][48], cons
     return DP_OK;
 }
 
+/* The prune history of checkpoints: each round's broadcast plan (criterion, budget, kept
+ * indices and scores per group) as [u64 length][plan bytes], appended. */
+static dp_status record_plan(trainer *t, const dp_plan *plan, dp_error *err) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    dp_status st = dp_plan_serialize(plan, &buf, &len, err);
+    if (st != DP_OK) return st;
+    uint8_t *grown = realloc(t->prune_history, t->prune_history_len + 8 + len);
+    if (!grown) {
+        free(buf);
+        return dp_fail(err, DP_ERR_NOMEM, "prune history: out of memory");
+    }
+    uint64_t n = len;
+    memcpy(grown + t->prune_history_len, &n, 8);
+    memcpy(grown + t->prune_history_len + 8, buf, len);
+    t->prune_history = grown;
+    t->prune_history_len += 8 + len;
+    free(buf);
+    return DP_OK;
+}
+
 /* One round on the current model: groups, scores, plan (rank 0), broadcast. */
 dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err) {
     const dp_config *c = &t->app->cfg;
@@ -428,11 +485,17 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
                                      c->path),
                              err);
     model_facts before = {0}, after = {0};
-    facts_take(m, &before);
-    dp_status st = test_accuracy(t, "baseline", 0, &before.top1, &before.top5, err);
+    dp_status st = DP_OK;
     int infer_batch = t->micro_global < 64 ? t->micro_global : 64;
-    before.images_per_s = measure_inference(m, infer_batch);
-
+    bool resumed_pruned = t->resuming && t->resume_state.phase > 0;
+    if (resumed_pruned && facts_from_summary(t->summary, m, &before)) {
+        /* the baseline was measured before the interruption */
+    } else {
+        facts_take(m, &before);
+        st = test_accuracy(t, "baseline", 0, &before.top1, &before.top5, err);
+        before.images_per_s = measure_inference(m, infer_batch);
+        facts_to_summary(&before, m, t->summary, sizeof t->summary);
+    }
     dp_train_config ft = c->train; /* fine-tuning: the training recipe, its own length and lr */
     ft.epochs = pc->finetune_epochs;
     ft.lr = pc->finetune_lr;
@@ -441,9 +504,22 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     snprintf(ft.schedule, sizeof ft.schedule, "cosine");
     char phase[32];
     for (int round = 1; round <= pc->rounds && st == DP_OK; round++) {
+        snprintf(phase, sizeof phase, "finetune%d", round);
+        /* resumed inside a later round: this one's surgery is in the loaded model */
+        if (t->resuming && t->resume_state.phase > round) continue;
+        if (t->resuming && t->resume_state.phase == round) {
+            t->phase = phase;
+            t->phase_index = round;
+            t->tc = &ft;
+            if (ft.epochs > 0) st = trainer_run(t, err);
+            t->tc = &c->train;
+            if (t->stopped) break;
+            continue;
+        }
         dp_groups gs = {0};
         dp_plan plan = {0};
         st = app_plan_round(t, round, &gs, &plan, err);
+        if (st == DP_OK) st = record_plan(t, &plan, err);
         if (st == DP_OK && t->app->dist.rank == 0) {
             write_plan_text(t, round, &plan, m, &gs);
             fprintf(stderr, "prune round %d (%s, %s): FLOPs %lld -> %lld, params %lld -> %lld\n",
@@ -459,16 +535,20 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
         dp_plan_free(&plan);
         dp_groups_free(&gs);
         if (st == DP_OK) st = trainer_replace_model(t, &small, err);
-        snprintf(phase, sizeof phase, "finetune%d", round);
         t->phase = phase;
+        t->phase_index = round;
         if (st == DP_OK) st = reestimate_bn(t, pc->bn_recalib_batches, err);
         double top1, top5;
         if (st == DP_OK) st = test_accuracy(t, "after-surgery", round, &top1, &top5, err);
         t->tc = &ft;
         if (st == DP_OK && ft.epochs > 0) st = trainer_run(t, err);
+        /* no fine-tuning: still checkpoint the pruned model (the end of this phase) */
+        if (st == DP_OK && ft.epochs == 0 && c->checkpoint.every_epochs > 0)
+            st = trainer_checkpoint(t, 0, 0, err);
         t->tc = &c->train;
+        if (t->stopped) break;
     }
-    if (st == DP_OK) {
+    if (st == DP_OK && !t->stopped) {
         t->phase = "final";
         facts_take(m, &after);
         st = test_accuracy(t, "final", 0, &after.top1, &after.top5, err);

@@ -21,7 +21,7 @@ dp_status app_load_config(dp_app *app, const char *path, dp_error *err) {
     else
         snprintf(dir, sizeof dir, ".");
     st = dp_config_parse(&app->cfg, text, path, dir, err);
-    free(text);
+    app->cfg_text = text; /* kept: checkpoints carry the config */
     return st;
 }
 

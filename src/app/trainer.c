@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <jpeglib.h>
 #include <libconfig.h>
@@ -153,7 +154,7 @@ static void inject_faults(const trainer *t, int64_t global_step, dp_batch *b) {
 /* Runs one optimizer step over `accum` micro-batches; returns the summed loss/correct/count
  * over all ranks in stats[0..2]. */
 static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t global_step,
-                            int64_t step_in_epoch, int64_t steps_per_epoch, double stats[3],
+                            int64_t step_in_epoch, int64_t steps_per_epoch, double stats[4],
                             dp_error *err) {
     const dp_config *c = &t->app->cfg;
     dp_dist *d = &t->app->dist;
@@ -195,12 +196,14 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
     /* Network Slimming's sparsity term: after the sync, so it is added once, not per rank */
     if (t->bn_l1 > 0) dp_slim_add_bn_l1_grad(m, NULL, t->bn_l1);
     memcpy(stats, local, sizeof local);
-    if ((st = dp_dist_sum_double(d, stats, 3, err)) != DP_OK) return st;
+    /* a stop signal on any rank travels with the step's sums: every rank stops here */
+    stats[3] = app_signal_pending() ? 1.0 : 0.0;
+    if ((st = dp_dist_sum_double(d, stats, 4, err)) != DP_OK) return st;
     if (!isfinite(stats[0]))
         return dp_fail(err, DP_ERR_NUMERIC,
-                       "the training loss became %g at epoch %lld step %lld; lower train.lr "
-                       "(now %g) or check the data",
-                       stats[0], (long long)epoch + 1, (long long)global_step + 1, t->tc->lr);
+                       "the training loss became %g in %s at step %lld; lower the learning "
+                       "rate (now %g) or check the data",
+                       stats[0], t->phase, (long long)global_step + 1, t->tc->lr);
     dp_sgd_step(&t->opt, m, dp_lr_at(t->tc, global_step, steps_per_epoch));
     if (c->dist.debug_perturb_rank == d->rank && c->dist.debug_perturb_step == global_step)
         m->param_data[0] += 1e-3f;
@@ -242,34 +245,60 @@ dp_status trainer_run(trainer *t, dp_error *err) {
                     t->tc->batch, (long long)t->data->train.n),
             err);
     }
-    int64_t total = steps_per_epoch * t->tc->epochs, step = 0;
+    /* where to start: the beginning, or where a checkpoint of this phase left off */
+    int64_t first_epoch = 0, first_step = 0;
+    if (t->resuming && t->resume_state.phase == t->phase_index) {
+        first_epoch = t->resume_state.epoch;
+        first_step = t->resume_state.step_in_epoch;
+        t->run_step = t->resume_state.global_step;
+        t->resuming = false;
+    }
+    int64_t total = steps_per_epoch * t->tc->epochs,
+            step = first_epoch * steps_per_epoch + first_step;
+    int64_t done_before = step;
     double t0 = dp_now_seconds(), window_t = t0;
     int64_t window_images = 0, window_steps = 0;
-    for (int epoch = 0; epoch < t->tc->epochs && st == DP_OK; epoch++) {
-        st = dp_dist_check(&t->app->dist, dp_loader_start_epoch(ld, epoch, err), err);
+    for (int epoch = (int)first_epoch; epoch < t->tc->epochs && st == DP_OK; epoch++) {
+        /* the data epoch is keyed by phase too: fine-tuning does not replay training's order */
+        int64_t data_epoch = (int64_t)t->phase_index * 1000000 + epoch;
+        int64_t s0 = epoch == first_epoch ? first_step : 0;
+        st = dp_dist_check(&t->app->dist,
+                           dp_loader_start_epoch_at(ld, data_epoch, s0 * t->tc->accumulation, err),
+                           err);
         double ep_loss = 0, ep_correct = 0, ep_count = 0;
-        for (int64_t s = 0; s < steps_per_epoch && st == DP_OK; s++, step++) {
-            double stats[3];
-            st = train_step(t, ld, epoch, step, s, steps_per_epoch, stats, err);
+        for (int64_t s = s0; s < steps_per_epoch && st == DP_OK; s++, step++) {
+            double stats[4];
+            st = train_step(t, ld, data_epoch, step, s, steps_per_epoch, stats, err);
             if (st != DP_OK) break;
+            t->run_step++;
             ep_loss += stats[0], ep_correct += stats[1], ep_count += stats[2];
             window_images += (int64_t)stats[2];
             window_steps++;
+            if (stats[3] > 0) { /* a stop signal: checkpoint at this step boundary and end */
+                if (d->rank == 0)
+                    fprintf(stderr, "stop signal: checkpointing at %s epoch %d step %lld\n",
+                            t->phase, epoch + 1, (long long)s + 1);
+                st = trainer_checkpoint(t, epoch, s + 1, err);
+                t->stopped = st == DP_OK;
+                break;
+            }
             bool log = (c->run.log_every > 0 && (step + 1) % c->run.log_every == 0) ||
                        s == steps_per_epoch - 1;
             if (log && d->rank == 0) {
                 double now = dp_now_seconds(), ips = window_images / (now - window_t);
                 char eta[32];
-                format_eta((now - t0) / (step + 1) * (total - step - 1), eta, sizeof eta);
+                format_eta((now - t0) / (step + 1 - done_before) * (total - step - 1), eta,
+                           sizeof eta);
                 double lr = dp_lr_at(t->tc, step, steps_per_epoch);
                 double wait_ms =
                     t->sync ? 1e3 * dp_grad_sync_wait_seconds(t->sync) / window_steps : 0;
                 if (t->sync) dp_grad_sync_reset_timers(t->sync);
                 fprintf(stderr,
-                        "train epoch %d/%d  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.5f  "
+                        "%s epoch %d/%d  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.5f  "
                         "%.0f img/s  ETA %s\n",
-                        epoch + 1, t->tc->epochs, (long long)s + 1, (long long)steps_per_epoch,
-                        stats[0] / stats[2], 100.0 * stats[1] / stats[2], lr, ips, eta);
+                        t->phase, epoch + 1, t->tc->epochs, (long long)s + 1,
+                        (long long)steps_per_epoch, stats[0] / stats[2],
+                        100.0 * stats[1] / stats[2], lr, ips, eta);
                 dp_metrics_write(
                     t->metrics,
                     "\"type\":\"train\",\"phase\":\"%s\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6f,"
@@ -280,7 +309,7 @@ dp_status trainer_run(trainer *t, dp_error *err) {
                 window_t = now, window_images = 0, window_steps = 0;
             }
         }
-        if (st != DP_OK) break;
+        if (st != DP_OK || t->stopped) break;
         if (t->sync && d->rank != 0) dp_grad_sync_reset_timers(t->sync);
         if (d->rank == 0)
             dp_metrics_write(
@@ -299,10 +328,13 @@ dp_status trainer_run(trainer *t, dp_error *err) {
             if ((st = trainer_evaluate(t, &t->data->test, &r, err)) != DP_OK) break;
             trainer_report_eval(t, "test", epoch + 1, &r);
         }
+        int every = c->checkpoint.every_epochs;
+        if (every > 0 && ((epoch + 1) % every == 0 || last_epoch))
+            st = trainer_checkpoint(t, epoch + 1, 0, err);
     }
     dp_loader_close(ld);
-    if (st == DP_OK && d->rank == 0)
-        fprintf(stderr, "training done: %d epochs in %.1f s\n", t->tc->epochs,
+    if (st == DP_OK && !t->stopped && d->rank == 0)
+        fprintf(stderr, "%s done: %d epochs in %.1f s\n", t->phase, t->tc->epochs,
                 dp_now_seconds() - t0);
     return st;
 }
@@ -340,7 +372,143 @@ dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, 
         st = dp_grad_sync_create(&t->sync, &app->dist, m, (size_t)(c->dist.first_bucket_mb * 1e6),
                                  (size_t)(c->dist.bucket_mb * 1e6), c->dist.overlap, err);
     if ((st = dp_dist_check(&app->dist, st, err)) != DP_OK) return st;
-    return dp_dist_check(&app->dist, app->dist.rank == 0 ? open_metrics(t, err) : DP_OK, err);
+    st = app->dist.rank == 0 ? open_metrics(t, err) : DP_OK;
+    if (st == DP_OK && app->dist.rank == 0)
+        st = dp_ckpt_writer_start(&t->writer, c->run.dir, c->checkpoint.keep_last, err);
+    return dp_dist_check(&app->dist, st, err);
+}
+
+dp_status trainer_checkpoint(trainer *t, int64_t epoch, int64_t step_in_epoch, dp_error *err) {
+    dp_app *app = t->app;
+    /* every rank must hold the same model: BN statistics are per rank until averaged */
+    dp_status st = average_bn_buffers(t, err);
+    if (st != DP_OK || app->dist.rank != 0) return dp_dist_check(&app->dist, st, err);
+    dp_error werr = {0};
+    if (dp_ckpt_writer_take_error(t->writer, &werr)) /* a failed earlier write: say, go on */
+        fprintf(stderr, "dprune: warning: %s (the previous checkpoint is intact)\n", werr.msg);
+    dp_train_state ts = {.phase = t->phase_index,
+                         .round = t->phase_index,
+                         .epoch = epoch,
+                         .step_in_epoch = step_in_epoch,
+                         .global_step = t->run_step,
+                         .samples_in_epoch = step_in_epoch * t->tc->batch,
+                         .lr = t->tc->lr,
+                         .seed = (uint64_t)app->cfg.run.seed,
+                         .ranks = app->dist.world,
+                         .threads = app->threads};
+    snprintf(ts.phase_name, sizeof ts.phase_name, "%s", t->phase);
+    dp_ckpt_kv kv[DP_CKPT_MAX_KV];
+    char mpi[128], summary[sizeof t->summary + 64];
+    int nkv = dp_checkpoint_provenance(kv, 0, DP_CKPT_MAX_KV, app->cfg.hash, app->dist.world,
+                                       app->threads, (uint64_t)app->cfg.run.seed);
+    nkv = dp_ckpt_kv_add(kv, nkv, DP_CKPT_MAX_KV, "mpi", "%s",
+                         dp_dist_library_version(mpi, sizeof mpi));
+    nkv = dp_ckpt_kv_add(kv, nkv, DP_CKPT_MAX_KV, "config_dir", "%s", app->cfg.base_dir);
+    /* the metrics file as it is now: a resume cuts it back here, so no line appears twice */
+    snprintf(summary, sizeof summary, "{\"metrics_offset\":%ld%s%s}", dp_metrics_offset(t->metrics),
+             t->summary[0] ? "," : "", t->summary);
+    dp_checkpoint_src src = {.model = t->m,
+                             .momentum = t->opt.momentum,
+                             .momentum_started = t->opt.started,
+                             .state = &ts,
+                             .config_text = app->cfg_text,
+                             .provenance = kv,
+                             .n_provenance = nkv,
+                             .prune_history = t->prune_history,
+                             .prune_history_len = t->prune_history_len,
+                             .metrics_json = summary};
+    st = dp_checkpoint_submit(t->writer, t->run_step, &src, NULL, err);
+    return dp_dist_check(&app->dist, st, err);
+}
+
+dp_status trainer_resume(trainer *t, dp_model *m, dp_error *err) {
+    dp_app *app = t->app;
+    const dp_config *c = &app->cfg;
+    char path[DP_PATH_MAX + 64] = "";
+    bool automatic = app->resume_flag || !strcmp(c->checkpoint.resume, "auto");
+    if (!automatic && !strcmp(c->checkpoint.resume, "none")) return DP_OK;
+    dp_status st = DP_OK;
+    if (app->dist.rank == 0) {
+        if (automatic) {
+            /* find it on rank 0 only: its warnings are printed once */
+            dp_checkpoint probe;
+            char warnings[4096] = "";
+            st = dp_checkpoint_load_newest(&probe, c->run.dir, path, sizeof path, warnings,
+                                           sizeof warnings, err);
+            if (warnings[0]) fprintf(stderr, "dprune: warning: %s", warnings);
+            if (st == DP_OK && path[0]) dp_checkpoint_free(&probe);
+        } else {
+            dp_config_resolve_path(c, c->checkpoint.resume, path, sizeof path);
+        }
+    }
+    if ((st = dp_dist_check(&app->dist, st, err)) != DP_OK) return st;
+    if ((st = dp_dist_bcast_bytes(&app->dist, path, sizeof path, 0, err)) != DP_OK) return st;
+    if (!path[0]) {
+        if (app->dist.rank == 0)
+            fprintf(stderr, "resume: no checkpoint in %s, starting fresh\n", c->run.dir);
+        return DP_OK;
+    }
+    dp_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    st = dp_checkpoint_load(&ck, path, err);
+    if (st == DP_OK && strcmp(ck.model.arch, m->arch) != 0)
+        st = dp_fail(err, DP_ERR_CHECKPOINT, "checkpoint %s holds a %s but %s asks for a %s", path,
+                     ck.model.arch, c->path, m->arch);
+    if (st == DP_OK && (!ck.has_state || !ck.momentum))
+        st =
+            dp_fail(err, DP_ERR_CHECKPOINT,
+                    "checkpoint %s has no training state (an export?): it cannot be resumed", path);
+    if ((st = dp_dist_check(&app->dist, st, err)) != DP_OK) {
+        dp_checkpoint_free(&ck);
+        return st;
+    }
+    /* the checkpoint's model (maybe pruned) replaces the configured one */
+    st = trainer_replace_model(t, &ck.model, err);
+    if (st == DP_OK) {
+        dp_sgd_free(&t->opt);
+        st = dp_sgd_init(&t->opt, t->m, &c->train, err);
+    }
+    if (st == DP_OK) {
+        memcpy(t->opt.momentum, ck.momentum, sizeof(float) * t->m->n_param_floats);
+        t->opt.started = ck.momentum_started;
+        t->resume_state = ck.state;
+        t->resuming = true;
+        t->run_step = ck.state.global_step;
+        if (ck.prune_history_len) {
+            t->prune_history = malloc(ck.prune_history_len);
+            if (t->prune_history) {
+                memcpy(t->prune_history, ck.prune_history, ck.prune_history_len);
+                t->prune_history_len = ck.prune_history_len;
+            }
+        }
+        /* {"metrics_offset":N,<summary>} */
+        long offset = -1;
+        const char *js = ck.metrics_json ? ck.metrics_json : "";
+        if (sscanf(js, "{\"metrics_offset\":%ld", &offset) == 1) {
+            const char *rest = strchr(js, ',');
+            if (rest) {
+                snprintf(t->summary, sizeof t->summary, "%s", rest + 1);
+                size_t n = strlen(t->summary);
+                if (n && t->summary[n - 1] == '}') t->summary[n - 1] = 0;
+            }
+        }
+        if (app->dist.rank == 0) {
+            char mpath[DP_PATH_MAX + 32];
+            snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", c->run.dir);
+            if (offset >= 0 && truncate(mpath, offset) != 0)
+                fprintf(stderr, "dprune: warning: cannot cut %s back to the checkpoint\n", mpath);
+            fprintf(stderr, "resume: %s (%s, epoch %lld, step %lld in epoch, global step %lld)\n",
+                    path, ck.state.phase_name, (long long)ck.state.epoch,
+                    (long long)ck.state.step_in_epoch, (long long)ck.state.global_step);
+            if (ck.state.ranks != app->dist.world)
+                fprintf(stderr,
+                        "resume: saved on %d ranks, now %d: the global batch is kept, but results "
+                        "are no longer bitwise identical to an uninterrupted run\n",
+                        ck.state.ranks, app->dist.world);
+        }
+    }
+    dp_checkpoint_free(&ck);
+    return dp_dist_check(&app->dist, st, err);
 }
 
 dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err) {
@@ -361,6 +529,13 @@ dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err) {
 }
 
 void trainer_free(trainer *t) {
+    if (t->writer) { /* waits for the write in flight */
+        dp_error werr = {0};
+        if (!dp_ckpt_writer_wait(t->writer, &werr))
+            fprintf(stderr, "dprune: warning: %s (the previous checkpoint is intact)\n", werr.msg);
+        dp_ckpt_writer_stop(t->writer);
+    }
+    free(t->prune_history);
     free(t->keys);
     dp_grad_sync_free(t->sync);
     dp_sgd_free(&t->opt);
@@ -388,12 +563,59 @@ int app_cmd_train(dp_app *app) {
                 dp_blas_corename(), (long long)dp_model_params(&m), dp_model_flops(&m) / 1e6,
                 (long long)data.train.n, (long long)data.val.n, (long long)data.test.n);
     t.bn_l1 = c->prune.bn_l1;
-    if (st == DP_OK) st = trainer_run(&t, &err);
-    if (st == DP_OK) st = app_prune(&t, &m, &err);
+    if (st == DP_OK) st = trainer_resume(&t, &m, &err);
+    /* a run resumed in a fine-tuning phase has finished training (and the rounds before) */
+    if (st == DP_OK && !(t.resuming && t.resume_state.phase > 0)) st = trainer_run(&t, &err);
+    if (st == DP_OK && !t.stopped) st = app_prune(&t, &m, &err);
+    if (st == DP_OK && t.stopped && app->dist.rank == 0)
+        fprintf(stderr, "stopped on a signal; continue with: dprune --resume %s\n", c->path);
     /* a NaN loss is found on every rank at once (the loss is allreduced): report it once */
     if (st != DP_OK && err.code == DP_ERR_NUMERIC) st = dp_dist_check(&app->dist, st, &err);
     trainer_free(&t);
     dp_model_free(&m);
     app_close_data(&data);
+    return st == DP_OK ? 0 : 1;
+}
+
+int app_cmd_eval(dp_app *app, const char *checkpoint_path) {
+    dp_error err = {0};
+    dp_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    dp_status st = dp_checkpoint_load(&ck, checkpoint_path, &err);
+    if (st == DP_OK && !ck.config_text)
+        st = dp_fail(&err, DP_ERR_CHECKPOINT, "checkpoint %s holds no config", checkpoint_path);
+    if (st == DP_OK) {
+        /* relative paths of the stored config resolve where the config file was */
+        const char *dir = dp_ckpt_kv_get(ck.provenance, ck.n_provenance, "config_dir");
+        st = dp_config_parse(&app->cfg, ck.config_text, checkpoint_path, dir ? dir : ".", &err);
+    }
+    if ((st = dp_dist_check(&app->dist, st, &err)) != DP_OK) {
+        dp_checkpoint_free(&ck);
+        return 1;
+    }
+    app->threads = dp_threads_setup(app->cfg.run.threads);
+    app->dist.watchdog_seconds = app->cfg.dist.watchdog_seconds;
+    /* evaluation only: no run directory is written */
+    snprintf(app->cfg.run.dir, sizeof app->cfg.run.dir, "/tmp/dprune-eval-%d", (int)getpid());
+    app->cfg.checkpoint.every_epochs = 0;
+    dp_app_data data;
+    dp_model m = ck.model;
+    memset(&ck.model, 0, sizeof ck.model);
+    trainer t;
+    memset(&t, 0, sizeof t);
+    st = dp_dist_check(&app->dist, app_open_data(&app->cfg, &data, &err), &err);
+    if (st == DP_OK) st = trainer_init(&t, app, &data, &m, &err);
+    eval_result r = {0};
+    if (st == DP_OK) st = trainer_evaluate(&t, &data.test, &r, &err);
+    if (st == DP_OK && app->dist.rank == 0 && r.count > 0)
+        printf("%s: %s, %lld params, %lld FLOPs: test top1 %.2f%%  top5 %.2f%%  loss %.4f  "
+               "(%lld images)\n",
+               checkpoint_path, m.arch, (long long)dp_model_params(&m),
+               (long long)dp_model_flops(&m), 100.0 * r.top1 / r.count, 100.0 * r.top5 / r.count,
+               r.loss_sum / r.count, (long long)r.count);
+    trainer_free(&t);
+    dp_model_free(&m);
+    app_close_data(&data);
+    dp_checkpoint_free(&ck);
     return st == DP_OK ? 0 : 1;
 }

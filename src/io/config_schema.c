@@ -192,6 +192,16 @@ static const dp_setting dp_schema[] = {
     BOOL(prune, fec_abs_mean, false, "fec: compress each kernel by its mean absolute weight instead of its mean."),
     INT(prune, cip_steps, 4, 1, 1000, "cip: soft-pruning steps of the cubic schedule."),
     BOOL(prune, cip_phi_tanh, true, "cip: tanh feature map (false = plain NISP, phi = 1)."),
+
+    /* ---- checkpoint ---- */
+    INT(checkpoint, every_epochs, 1, 0, 100000,
+        "Write a checkpoint after every N epochs of training and fine-tuning; 0 = only on "
+        "SIGUSR1/SIGTERM."),
+    INT(checkpoint, keep_last, 3, 1, 100000, "Checkpoints kept in run.dir (older ones are deleted)."),
+    STR(checkpoint, resume, "none",
+        "\"none\" = start fresh, \"auto\" = continue from the newest valid checkpoint in "
+        "run.dir (damaged ones are skipped with a warning), or a checkpoint file to continue "
+        "from. `dprune --resume CONF` is the same as \"auto\"."),
 };
 
 /* Fields of one model.layers entry. `used_by` lists the layer types taking a field; a field
@@ -226,6 +236,7 @@ static const struct {
     {"train", "Optimizer, batch and learning-rate schedule."},
     {"dist", "Data-parallel training over MPI: gradient buckets, sync-BN, checks, watchdog."},
     {"prune", "Structural pruning: criterion, budget, rounds, fine-tuning (METHODS.md)."},
+    {"checkpoint", "Crash-safe checkpoints and resuming (docs/checkpoint-format.md)."},
 };
 
 const dp_setting *dp_config_schema(size_t *count) {

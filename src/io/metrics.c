@@ -145,3 +145,9 @@ void dp_json_escape(const char *s, char *out, size_t outsz) {
     }
     out[o] = '\0';
 }
+
+long dp_metrics_offset(dp_metrics *m) {
+    if (!m) return -1;
+    fflush(m->f);
+    return ftell(m->f);
+}
