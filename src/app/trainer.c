@@ -495,7 +495,8 @@ dp_status trainer_resume(trainer *t, dp_model *m, dp_error *err) {
         if (app->dist.rank == 0) {
             char mpath[DP_PATH_MAX + 32];
             snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", c->run.dir);
-            if (offset >= 0 && truncate(mpath, offset) != 0)
+            /* only a run continuing in its own directory has lines to cut back */
+            if (automatic && offset >= 0 && truncate(mpath, offset) != 0)
                 fprintf(stderr, "dprune: warning: cannot cut %s back to the checkpoint\n", mpath);
             fprintf(stderr, "resume: %s (%s, epoch %lld, step %lld in epoch, global step %lld)\n",
                     path, ck.state.phase_name, (long long)ck.state.epoch,

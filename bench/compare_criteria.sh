@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Comparison harness: trains one baseline from CONF (prune disabled), then prunes that same
+# checkpoint with every criterion in CRITERIA, each with SEEDS seeds (run.seed varies the
+# fine-tune order and the random criterion), and prints mean and standard deviation of test
+# accuracy right after surgery (BN re-estimated) and after fine-tuning, params, FLOPs and the
+# measured inference speed. Every criterion gets the same budget: the same prune settings and
+# the same fine-tune epochs after the common checkpoint.
+#
+#   bench/compare_criteria.sh CONF "corr l1 random" 3 [RANKS]
+# The prune section of CONF (budget, ratios, finetune_epochs, ...) is used as is; only
+# criterion and seed change. Results: bench/out/compare-<name>/results.tsv and a table.
+set -euo pipefail
+conf=$(readlink -f "$1"); criteria=$2; seeds=${3:-3}; ranks=${4:-2}
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${DPRUNE_BIN:-$here/build/dprune}
+name=$(basename "$conf" .cfg)
+out=$here/bench/out/compare-$name
+mkdir -p "$out"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+# 1. the common baseline checkpoint (prune off)
+if [ ! -s "$out/baseline/latest" ]; then
+  python3 - "$conf" "$out/baseline.cfg" "$out/baseline" none 0 <<'PY'
+import re, sys
+src, dst, rundir, crit, seed = sys.argv[1:]
+t = open(src).read()
+t = re.sub(r'dir\s*=\s*"[^"]*"', f'dir = "{rundir}"', t, count=1)
+t = re.sub(r'criterion\s*=\s*"[^"]*"', f'criterion = "{crit}"', t, count=1)
+if seed != "0": t = re.sub(r'seed\s*=\s*\d+', f'seed = {seed}', t, count=1)
+t = t.replace('path = "../', 'path = "' + __import__("os").path.dirname(src) + '/../')
+open(dst, "w").write(t)
+PY
+  "$here/launch/mpirun" "$ranks" "$bin" "$out/baseline.cfg" > "$out/baseline.log" 2>&1
+fi
+ckpt="$out/baseline/$(cat "$out/baseline/latest")"
+echo "baseline checkpoint: $ckpt"
+
+# 2. every criterion x seed from that checkpoint
+printf 'criterion\tseed\tafter_surgery\tfinal\tparams\tflops\tinfer_img_s\n' > "$out/results.tsv"
+for crit in $criteria; do
+  for s in $(seq 1 "$seeds"); do
+    dir="$out/$crit-s$s"; rm -rf "$dir"
+    python3 - "$conf" "$out/$crit-s$s.cfg" "$dir" "$crit" "$s" <<'PY'
+import re, sys, os
+src, dst, rundir, crit, seed = sys.argv[1:]
+t = open(src).read()
+t = re.sub(r'dir\s*=\s*"[^"]*"', f'dir = "{rundir}"', t, count=1)
+t = re.sub(r'criterion\s*=\s*"[^"]*"', f'criterion = "{crit}"', t, count=1)
+t = re.sub(r'seed\s*=\s*\d+', f'seed = {seed}', t, count=1)
+t = t.replace('path = "../', 'path = "' + os.path.dirname(src) + '/../')
+open(dst, "w").write(t)
+PY
+    printf '\ncheckpoint: { resume = "%s"; every_epochs = 0; };\n' "$ckpt" >> "$out/$crit-s$s.cfg"
+    "$here/launch/mpirun" "$ranks" "$bin" "$out/$crit-s$s.cfg" > "$dir.log" 2>&1 || { echo "$crit seed $s failed: $dir.log"; continue; }
+    python3 - "$dir/metrics.jsonl" "$crit" "$s" >> "$out/results.tsv" <<'PY'
+import json, sys
+path, crit, seed = sys.argv[1:]
+after = None; summ = None
+for line in open(path):
+    r = json.loads(line)
+    if r.get("type") == "eval" and r.get("phase") == "after-surgery" and r.get("split") == "test": after = r["top1"]
+    if r.get("type") == "prune_summary": summ = r
+print(f'{crit}\t{seed}\t{after:.4f}\t{summ["top1_after"]:.4f}\t{summ["params_after"]}\t{summ["flops_after"]}\t{summ["infer_img_s_after"]:.0f}')
+PY
+  done
+done
+
+# 3. the table
+python3 - "$out/results.tsv" "$out/baseline.log" <<'PY'
+import sys, statistics as st, re
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
+base = None
+for l in open(sys.argv[2]):
+    m = re.match(r"eval\s+train epoch \d+\s+test: top1 ([\d.]+)%", l)
+    if m: base = float(m.group(1))
+print(f"baseline test top1: {base}%")
+print(f"{'criterion':<10} {'n':>2} {'after surgery %':>18} {'after fine-tune %':>20} {'kept of base':>13} {'params':>9} {'FLOPs':>11} {'infer img/s':>12}")
+by = {}
+for r in rows: by.setdefault(r[0], []).append(r)
+for c, rs in by.items():
+    a = [100*float(r[2]) for r in rs]; f = [100*float(r[3]) for r in rs]
+    sd = lambda v: st.stdev(v) if len(v) > 1 else 0.0
+    kept = f"{st.mean(f)/base:.4f}" if base else "-"
+    print(f"{c:<10} {len(rs):>2} {st.mean(a):>10.2f} ± {sd(a):<5.2f} {st.mean(f):>12.2f} ± {sd(f):<5.2f} {kept:>13} {rs[0][4]:>9} {rs[0][5]:>11} {st.mean(float(r[6]) for r in rs):>12.0f}")
+PY
