@@ -54,6 +54,8 @@ enum { /* purposes: distinct streams for the same sample */
 };
 
 uint64_t dp_hash64(uint64_t x);
+/* FNV-1a (64-bit) of n bytes: fingerprints of configs, tensors, checkpoints. */
+uint64_t dp_fnv1a(const void *data, size_t n);
 void dp_rng_init(dp_rng *r, uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
 uint64_t dp_rng_u64(dp_rng *r);
 uint32_t dp_rng_u32(dp_rng *r);

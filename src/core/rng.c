@@ -11,6 +11,13 @@ uint64_t dp_hash64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
+uint64_t dp_fnv1a(const void *data, size_t n) {
+    const unsigned char *b = data;
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
 void dp_rng_init(dp_rng *r, uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
     uint64_t k = dp_hash64(seed);
     k = dp_hash64(k ^ a);

@@ -776,15 +776,6 @@ static dp_status resolve_paths(const parse_ctx *c, const config_t *lc) {
 
 /* ---------------------------------------------------------------- entry points */
 
-static uint64_t fnv1a64(const char *text) {
-    uint64_t h = 14695981039346656037ull;
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* Adds a hint to libconfig's terse syntax messages. */
 static const char *syntax_hint(const char *text) {
     if (strstr(text, "mismatched element type"))
@@ -802,7 +793,7 @@ dp_status dp_config_parse(dp_config *cfg, const char *text, const char *origin,
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->path, sizeof cfg->path, "%s", origin ? origin : "");
     snprintf(cfg->base_dir, sizeof cfg->base_dir, "%s", base_dir ? base_dir : "");
-    cfg->hash = fnv1a64(text);
+    cfg->hash = dp_fnv1a(text, strlen(text));
     apply_defaults(cfg);
 
     parse_ctx c = {cfg, origin && origin[0] ? origin : "<config>", text, err};

@@ -4,13 +4,6 @@
 #include <inttypes.h>
 #include <string.h>
 
-static uint64_t fnv1a(const float *x, size_t n) {
-    const unsigned char *b = (const unsigned char *)x;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; x && i < n * sizeof(float); i++) h = (h ^ b[i]) * 1099511628211ULL;
-    return h;
-}
-
 static void print_sections(const dp_ckpt_file *f, FILE *out) {
     fprintf(out, "file:     %s (%zu bytes, format %u.%u)\n", f->path, f->size, f->major, f->minor);
     fprintf(out, "sections:\n  %-3s %-14s %12s %12s  %-10s %s\n", "#", "type", "offset", "bytes",
@@ -81,10 +74,13 @@ dp_status dp_checkpoint_inspect(const char *path, FILE *out, bool show_config, d
                 : "none");
     /* fingerprints of the values (FNV-1a over the float bytes): two runs hold the same model
      * and optimizer state exactly when these agree, whatever else the files record */
-    fprintf(out, "  fingerprint: params %016llx  buffers %016llx  momentum %016llx\n",
-            (unsigned long long)fnv1a(c.model.param_data, c.model.n_param_floats),
-            (unsigned long long)fnv1a(c.model.buffer_data, c.model.n_buffer_floats),
-            (unsigned long long)(c.momentum ? fnv1a(c.momentum, c.model.n_param_floats) : 0));
+    fprintf(
+        out, "  fingerprint: params %016llx  buffers %016llx  momentum %016llx\n",
+        (unsigned long long)dp_fnv1a(c.model.param_data, sizeof(float) * c.model.n_param_floats),
+        (unsigned long long)dp_fnv1a(c.model.buffer_data, sizeof(float) * c.model.n_buffer_floats),
+        (unsigned long long)(c.momentum
+                                 ? dp_fnv1a(c.momentum, sizeof(float) * c.model.n_param_floats)
+                                 : 0));
     fprintf(out, "\narchitecture: %s, input %dx%dx%d, %d classes\n", c.model.arch, c.model.in_c,
             c.model.in_h, c.model.in_w, c.model.num_classes);
     dp_model_summary(&c.model, out);
