@@ -172,6 +172,7 @@ typedef struct {
     float *conv_ws;
     size_t conv_ws_floats;
     double *bn_sums; /* scratch [4 * max C] */
+    bool *zeroed;    /* [n_nodes] backward bookkeeping: gradient buffer already zeroed */
 } dp_activations;
 
 dp_status dp_activations_alloc(dp_activations *a, const dp_model *m, int cap, dp_error *err);

@@ -14,6 +14,16 @@ static size_t node_numel(const dp_node *n, int N) {
     return (size_t)N * n->c * n->h * n->w;
 }
 
+// x[0..n) = 0 on all threads (one core does not reach the memory bandwidth)
+static void zero_floats(float *x, size_t n) {
+    const long blocks = (long)((n + 16383) / 16384);
+#pragma omp parallel for schedule(static) if (blocks > 4)
+    for (long b = 0; b < blocks; b++) {
+        size_t lo = (size_t)b * 16384, len = n - lo < 16384 ? n - lo : 16384;
+        memset(x + lo, 0, sizeof(float) * len);
+    }
+}
+
 static void conv_shape(const dp_model *m, const dp_node *n, int N, conv2d_shape *s) {
     const dp_node *src = &m->nodes[n->in[0]];
     conv2d_shape_init(s, N, src->c, src->h, src->w, n->c, n->a.conv.k, n->a.conv.k,
@@ -60,6 +70,8 @@ dp_status dp_activations_alloc(dp_activations *a, const dp_model *m, int cap, dp
     }
     a->conv_ws = dp_alloc_floats(a->conv_ws_floats);
     a->bn_sums = calloc(4 * (size_t)maxc, sizeof(double));
+    a->zeroed = calloc((size_t)nn, sizeof(bool));
+    if (!a->zeroed) goto nomem;
     if (!a->conv_ws || !a->bn_sums) goto nomem;
     return DP_OK;
 nomem:
@@ -82,6 +94,7 @@ void dp_activations_free(dp_activations *a, const dp_model *m) {
     free(a->argmax);
     dp_free(a->conv_ws);
     free(a->bn_sums);
+    free(a->zeroed);
     memset(a, 0, sizeof *a);
 }
 
@@ -186,11 +199,21 @@ static void bn_backward(const dp_model *m, dp_activations *a, int i, int N, floa
 
 void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_forward_opts *o) {
     int last = dp_model_output_node(m);
-    for (int i = 1; i < last; i++)
-        if (!is_view(&m->nodes[i]))
-            memset(a->dout[i], 0, sizeof(float) * node_numel(&m->nodes[i], N));
+    /* Activation grads accumulate (+=), so each must start at zero. Zeroing them all up front
+     * streams every gradient buffer through memory once more before backward touches it;
+     * instead each is zeroed (on all threads) just before the first consumer in reverse
+     * order adds into it, while its lines are about to be used anyway. */
+    bool *zeroed = a->zeroed; /* allocated with the activations: no allocation per step */
+    memset(zeroed, 0, sizeof(bool) * (size_t)m->n_nodes);
     for (int i = last; i >= 1; i--) {
         const dp_node *n = &m->nodes[i];
+        for (int k = -1; k < n->n_in; k++) {
+            int j = k < 0 ? i : n->in[k]; // k = -1: a node nobody consumed has a zero gradient
+            while (j > 0 && is_view(&m->nodes[j])) j = m->nodes[j].in[0]; // shared storage
+            if (j == 0 || j == last || zeroed[j]) continue;
+            zero_floats(a->dout[j], node_numel(&m->nodes[j], N));
+            zeroed[j] = true;
+        }
         const dp_node *src = &m->nodes[n->in[0]];
         const float *in = a->out[n->in[0]];
         const float *dy = a->dout[i];

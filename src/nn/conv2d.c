@@ -1,6 +1,7 @@
 /* conv2d: im2col + SGEMM fast path (direct GEMM for 1x1/stride 1/pad 0), OpenMP over samples,
- * and the plain-loop reference kernels the fast path is tested against. */
-#include "dprune/nn.h"
+ * Winograd for 3x3 stride-1 (conv2d_winograd.c), and the plain-loop reference kernels the fast
+ * paths are tested against. */
+#include "conv2d_internal.h"
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
@@ -19,10 +20,17 @@ int64_t conv2d_flops(const conv2d_shape *s) {
 }
 
 /* ---------------- workspace layout: one slice per thread, each 64-byte aligned so threads
- * never share a cache line. Slice = [col: C*R*S x P*Q | dW partial: K*C*R*S (backward only)]. */
+ * never share a cache line. A thread works on a chunk of nb consecutive samples at a time:
+ *   slice = [col: CRS x nb*PQ | buf: K x nb*PQ (only if nb > 1) | dW partial: K x CRS (bwd)]
+ * Why chunks: in the deep layers PQ is 4..64, so per-sample GEMMs are thin (4..64 columns)
+ * and the per-sample dW update is a rank-PQ update of the whole K x CRS matrix, both far from
+ * GEMM speed. A chunk makes them one GEMM of nb*PQ columns. buf holds the chunk's y (forward)
+ * or dy (backward) as [K, nb*PQ], the layout the GEMM needs, since tensors are [n, K, PQ]. */
+
+enum { CHUNK_COLS = 256 }; /* GEMM columns a chunk aims for */
 
 /* A 1x1 stride-1 unpadded conv is a plain GEMM on the input plane: x_n [C,HW] is its own
- * im2col matrix, so no col buffer is needed. */
+ * im2col matrix, so a one-sample chunk needs no col buffer. */
 static int is_direct(const conv2d_shape *s) {
     return s->R == 1 && s->S == 1 && s->stride == 1 && s->pad == 0;
 }
@@ -31,30 +39,78 @@ static size_t round16(size_t n) {
     return (n + 15) & ~(size_t)15;
 }
 
-static size_t col_floats(const conv2d_shape *s) {
-    return is_direct(s) ? 0 : (size_t)s->C * s->R * s->S * s->P * s->Q;
+static size_t col_floats(const conv2d_shape *s, int nb) {
+    return is_direct(s) && nb == 1 ? 0 : (size_t)s->C * s->R * s->S * s->P * s->Q * nb;
+}
+
+static size_t buf_floats(const conv2d_shape *s, int nb) {
+    return nb > 1 ? (size_t)s->K * s->P * s->Q * nb : 0;
 }
 
 static size_t dw_floats(const conv2d_shape *s) {
     return (size_t)s->K * s->C * s->R * s->S;
 }
 
-size_t conv2d_workspace_floats(const conv2d_shape *s, int nthreads) {
-    if (nthreads < 1) nthreads = 1;
-    return (size_t)nthreads * round16(col_floats(s) + dw_floats(s));
+static size_t slice_floats(const conv2d_shape *s, int nb, bool backward) {
+    return round16(col_floats(s, nb) + buf_floats(s, nb) + (backward ? dw_floats(s) : 0));
 }
 
-/* Threads to run with: what OpenMP offers, no more than samples, no more than the workspace
- * holds slices of `slice` floats. 0 means the workspace cannot hold even one slice. */
-static int pick_threads(int N, size_t slice, const float *ws, size_t ws_floats) {
+// the largest chunk plan() can ask for: about CHUNK_COLS columns, at most N samples
+static int max_chunk(const conv2d_shape *s) {
+    int pq = s->P * s->Q > 0 ? s->P * s->Q : 1;
+    int nb = (CHUNK_COLS + pq - 1) / pq;
+    return nb < s->N ? nb : (s->N > 0 ? s->N : 1);
+}
+
+size_t conv2d_workspace_floats(const conv2d_shape *s, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    size_t n = (size_t)nthreads * slice_floats(s, max_chunk(s), true);
+    // Winograd runs after the im2col dW pass in backward, so the two share the workspace
+    if (conv2d_wino_applicable(s)) {
+        size_t nw = conv2d_wino_workspace_floats(s, nthreads);
+        if (nw > n) n = nw;
+    }
+    return n;
+}
+
+static conv2d_algo g_algo = CONV2D_ALGO_AUTO;
+
+void conv2d_set_algo(conv2d_algo algo) {
+    g_algo = algo;
+}
+
+/* Winograd pays off once the GEMMs over channels dominate its per-tile transforms: below
+ * 16 channels (the 1- and 3-channel input layers) im2col's one GEMM is as fast. It also
+ * transforms all K*C kernels on every call, which the tiles must amortise: it saves about
+ * N*P*Q/6 cycles per kernel against ~30 for the transform, so few output positions in the
+ * batch (VGG's 2x2 layers: 64 * 4) stay with im2col. */
+static bool use_wino(const conv2d_shape *s) {
+    if (g_algo == CONV2D_ALGO_IM2COL || !conv2d_wino_applicable(s)) return false;
+    if (g_algo == CONV2D_ALGO_WINOGRAD) return true;
+    return s->C >= 16 && s->K >= 16 && (long)s->N * s->P * s->Q >= 512;
+}
+
+/* Samples per chunk (nb) and threads (nt) for one call. nb aims at CHUNK_COLS GEMM columns
+ * with a chunk count that is a multiple of the threads (so they get equal work); nt is what
+ * OpenMP offers, no more than the chunks. A small workspace shrinks nb first (down to one
+ * sample), then the threads; nt = 0 means it cannot hold even a one-sample slice. */
+static void plan(const conv2d_shape *s, bool backward, const float *ws, size_t ws_floats,
+                 int *nb_out, int *nt_out) {
+    const int N = s->N;
     int nt = omp_get_max_threads();
     if (nt > N) nt = N;
     if (nt < 1) nt = 1;
-    if (slice > 0) {
-        size_t fit = ws ? ws_floats / slice : 0;
-        if ((size_t)nt > fit) nt = (int)fit;
-    }
-    return nt;
+    long cols = (long)N * s->P * s->Q;
+    long nch = (cols + CHUNK_COLS - 1) / CHUNK_COLS;
+    nch = (nch + nt - 1) / nt * nt;
+    if (nch > N) nch = N;
+    if (nch < 1) nch = 1;
+    int nb = (int)((N + nch - 1) / nch);
+    const size_t avail = ws ? ws_floats : 0;
+    while (nb > 1 && (size_t)nt * slice_floats(s, nb, backward) > avail) nb--;
+    const size_t slice = slice_floats(s, nb, backward); // 0: a direct forward needs none
+    if (slice > 0 && (size_t)nt > avail / slice) nt = (int)(avail / slice);
+    *nb_out = nb, *nt_out = nt;
 }
 
 /* Output positions q in [*q0, *q1) read input column q*stride + off inside [0, W); the others
@@ -68,13 +124,15 @@ static void valid_range(int stride, int off, int W, int Q, int *q0, int *q1) {
     *q0 = lo, *q1 = hi;
 }
 
-// x: [C,H,W] -> col: [C*R*S, P*Q], col[(c,r,s), (p,q)] = x[c, p*st+r-pad, q*st+s-pad] or 0
-static void im2col(const conv2d_shape *s, const float *x, float *col) {
+/* x: [C,H,W] -> col: [C*R*S, P*Q] with rows ld apart (ld = P*Q for one sample; a chunk puts
+ * sample i at columns i*PQ of rows nb*PQ long). col[(c,r,s), (p,q)] = x[c, p*st+r-pad,
+ * q*st+s-pad] or 0. */
+static void im2col(const conv2d_shape *s, const float *x, float *col, size_t ld) {
     const int st = s->stride, P = s->P, Q = s->Q;
     for (int c = 0; c < s->C; c++) {
         for (int r = 0; r < s->R; r++) {
             for (int t = 0; t < s->S; t++) {
-                float *row = col + ((size_t)(c * s->R + r) * s->S + t) * P * Q;
+                float *row = col + ((size_t)(c * s->R + r) * s->S + t) * ld;
                 int q0, q1;
                 valid_range(st, t - s->pad, s->W, Q, &q0, &q1);
                 for (int p = 0; p < P; p++) {
@@ -98,13 +156,13 @@ static void im2col(const conv2d_shape *s, const float *x, float *col) {
     }
 }
 
-// col: [C*R*S, P*Q] -> dx: [C,H,W] += (the adjoint of im2col: overlapping windows add up)
-static void col2im_add(const conv2d_shape *s, const float *col, float *dx) {
+// col: [C*R*S, P*Q] (rows ld apart) -> dx: [C,H,W] += (the adjoint of im2col: windows add up)
+static void col2im_add(const conv2d_shape *s, const float *col, size_t ld, float *dx) {
     const int st = s->stride, P = s->P, Q = s->Q;
     for (int c = 0; c < s->C; c++) {
         for (int r = 0; r < s->R; r++) {
             for (int t = 0; t < s->S; t++) {
-                const float *row = col + ((size_t)(c * s->R + r) * s->S + t) * P * Q;
+                const float *row = col + ((size_t)(c * s->R + r) * s->S + t) * ld;
                 int q0, q1;
                 valid_range(st, t - s->pad, s->W, Q, &q0, &q1);
                 for (int p = 0; p < P; p++) {
@@ -113,7 +171,10 @@ static void col2im_add(const conv2d_shape *s, const float *col, float *dx) {
                     const float *src = row + (size_t)p * Q;
                     float *dst = dx + ((size_t)c * s->H + h) * s->W;
                     const int off = t - s->pad;
-                    for (int q = q0; q < q1; q++) dst[q * st + off] += src[q];
+                    if (st == 1) // contiguous: lets the compiler vectorise
+                        for (int q = q0; q < q1; q++) dst[q + off] += src[q];
+                    else
+                        for (int q = q0; q < q1; q++) dst[q * st + off] += src[q];
                 }
             }
         }
@@ -124,105 +185,173 @@ static void col2im_add(const conv2d_shape *s, const float *col, float *dx) {
 
 void conv2d_forward(const conv2d_shape *s, const float *x, const float *w, const float *b, float *y,
                     float *ws, size_t ws_floats) {
-    const size_t slice = round16(col_floats(s));
-    const int nt = pick_threads(s->N, slice, ws, ws_floats);
+    if (use_wino(s) && conv2d_wino_forward(s, x, w, b, y, ws, ws_floats)) return;
+    int nb, nt;
+    plan(s, false, ws, ws_floats, &nb, &nt);
     if (nt < 1) {
         conv2d_forward_naive(s, x, w, b, y);
         return;
     }
-    const int K = s->K, CRS = s->C * s->R * s->S, PQ = s->P * s->Q;
+    const int N = s->N, K = s->K, CRS = s->C * s->R * s->S, PQ = s->P * s->Q;
     const size_t in_n = (size_t)s->C * s->H * s->W, out_n = (size_t)K * PQ;
+    const size_t slice = slice_floats(s, nb, false), ncol = col_floats(s, nb);
+    const int nchunks = (N + nb - 1) / nb;
 
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int n = 0; n < s->N; n++) {
-        const float *xn = x + n * in_n;
-        float *yn = y + n * out_n; // [K, P*Q]
-        // bias first, then the GEMM accumulates on top (beta = 1)
-        for (int k = 0; k < K; k++) {
-            float bk = b ? b[k] : 0.0f;
-            for (int i = 0; i < PQ; i++) yn[(size_t)k * PQ + i] = bk;
+    for (int ch = 0; ch < nchunks; ch++) {
+        float *col = ws + (size_t)omp_get_thread_num() * slice;
+        const int n0 = ch * nb, cnt = N - n0 < nb ? N - n0 : nb;
+        if (nb == 1) {
+            const float *xn = x + n0 * in_n;
+            float *yn = y + n0 * out_n; // [K, P*Q]
+            // bias first, then the GEMM accumulates on top (beta = 1)
+            for (int k = 0; k < K; k++) {
+                float bk = b ? b[k] : 0.0f;
+                for (int i = 0; i < PQ; i++) yn[(size_t)k * PQ + i] = bk;
+            }
+            const float *xcol = xn; // direct path: x_n [C, H*W] is already [CRS, PQ]
+            if (!is_direct(s)) {
+                im2col(s, xn, col, PQ);
+                xcol = col;
+            }
+            // y_n [K,PQ] += w [K,CRS] * col [CRS,PQ]
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, PQ, CRS, 1.0f, w, CRS, xcol,
+                        PQ, 1.0f, yn, PQ);
+            continue;
         }
-        const float *col = xn; // direct path: x_n [C, H*W] is already [CRS, PQ]
-        if (!is_direct(s)) {
-            float *buf = ws + (size_t)omp_get_thread_num() * slice;
-            im2col(s, xn, buf);
-            col = buf;
+        // a chunk: col [CRS, cnt*PQ] -> out [K, cnt*PQ] -> y[n0+i][k] = out[k][i*PQ..] + b[k]
+        const int ld = cnt * PQ;
+        float *out = col + ncol;
+        for (int i = 0; i < cnt; i++) im2col(s, x + (n0 + i) * in_n, col + (size_t)i * PQ, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, ld, CRS, 1.0f, w, CRS, col, ld,
+                    0.0f, out, ld);
+        for (int i = 0; i < cnt; i++)
+            for (int k = 0; k < K; k++) {
+                const float bk = b ? b[k] : 0.0f, *src = out + (size_t)k * ld + (size_t)i * PQ;
+                float *dst = y + (n0 + i) * out_n + (size_t)k * PQ;
+                for (int j = 0; j < PQ; j++) dst[j] = src[j] + bk;
+            }
+    }
+}
+
+static void backward_im2col(const conv2d_shape *s, const float *x, const float *w, const float *dy,
+                            float *dx, float *dw, float *db, float *ws, size_t ws_floats);
+
+// db [K] += sum of dy [N,K,P,Q] over n, p, q (in double, one thread per channel)
+static void bias_grad(const conv2d_shape *s, const float *dy, float *db, int nt) {
+    const int N = s->N, K = s->K, PQ = s->P * s->Q;
+    const size_t out_n = (size_t)K * PQ;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < K; k++) {
+        double acc = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *d = dy + n * out_n + (size_t)k * PQ;
+            for (int i = 0; i < PQ; i++) acc += d[i];
         }
-        // y_n [K,PQ] += w [K,CRS] * col [CRS,PQ]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, PQ, CRS, 1.0f, w, CRS, col, PQ,
-                    1.0f, yn, PQ);
+        db[k] += (float)acc;
     }
 }
 
 void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
                      float *dx, float *dw, float *db, float *ws, size_t ws_floats) {
-    const size_t ncol = col_floats(s), ndw = dw_floats(s);
-    const size_t slice = round16(ncol + ndw);
-    const int nt = pick_threads(s->N, slice, ws, ws_floats);
+    /* Winograd dW then dx, one after the other in the same workspace; a workspace too small
+     * for Winograd (sized for another shape) falls back to im2col. */
+    if (ws && use_wino(s) && ws_floats >= conv2d_wino_workspace_floats(s, 1)) {
+        conv2d_wino_backward_dw(s, x, dy, dw, ws, ws_floats);
+        if (dx) conv2d_wino_backward_dx(s, w, dy, dx, ws, ws_floats);
+        if (db) bias_grad(s, dy, db, omp_get_max_threads());
+        return;
+    }
+    backward_im2col(s, x, w, dy, dx, dw, db, ws, ws_floats);
+}
+
+static void backward_im2col(const conv2d_shape *s, const float *x, const float *w, const float *dy,
+                            float *dx, float *dw, float *db, float *ws, size_t ws_floats) {
+    int nb, nt;
+    plan(s, true, ws, ws_floats, &nb, &nt);
     if (nt < 1) {
         conv2d_backward_naive(s, x, w, dy, dx, dw, db);
         return;
     }
     const int N = s->N, K = s->K, CRS = s->C * s->R * s->S, PQ = s->P * s->Q;
     const size_t in_n = (size_t)s->C * s->H * s->W, out_n = (size_t)K * PQ;
+    const size_t ncol = col_floats(s, nb), nbuf = buf_floats(s, nb), ndw = dw_floats(s);
+    const size_t slice = slice_floats(s, nb, true);
+    const int nchunks = (N + nb - 1) / nb;
     int team = nt;
 
-    /* Each thread takes a contiguous block of samples and sums their dW into its own slice;
+    /* Each thread takes a contiguous run of chunks and sums their dW into its own slice;
      * the slices are added in thread order below, so dW does not depend on scheduling. */
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
 #pragma omp single
         team = nth;                            // may be < nt (nested region, dynamic threads)
-        float *col = ws + (size_t)tid * slice; // [CRS, PQ]
-        float *dw_t = col + ncol;              // [K, CRS]
+        float *col = ws + (size_t)tid * slice; // [CRS, nb*PQ]
+        float *buf = col + ncol;               // [K, nb*PQ] (chunks)
+        float *dw_t = buf + nbuf;              // [K, CRS]
         memset(dw_t, 0, sizeof(float) * ndw);
-        const int n0 = (int)((int64_t)N * tid / nth), n1 = (int)((int64_t)N * (tid + 1) / nth);
-        for (int n = n0; n < n1; n++) {
-            const float *xn = x + n * in_n, *dyn = dy + n * out_n;
-            const float *xcol = xn;
-            if (!is_direct(s)) {
-                im2col(s, xn, col);
-                xcol = col;
+        const int c0 = (int)((int64_t)nchunks * tid / nth);
+        const int c1 = (int)((int64_t)nchunks * (tid + 1) / nth);
+        for (int ch = c0; ch < c1; ch++) {
+            const int n0 = ch * nb, cnt = N - n0 < nb ? N - n0 : nb;
+            if (nb == 1) {
+                const int n = n0;
+                const float *xn = x + n * in_n, *dyn = dy + n * out_n;
+                const float *xcol = xn;
+                if (!is_direct(s)) {
+                    im2col(s, xn, col, PQ);
+                    xcol = col;
+                }
+                // dW_t [K,CRS] += dy_n [K,PQ] * col^T [PQ,CRS]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, CRS, PQ, 1.0f, dyn, PQ,
+                            xcol, PQ, 1.0f, dw_t, CRS);
+                if (!dx) continue;
+                float *dxn = dx + n * in_n;
+                if (is_direct(s)) {
+                    // dx_n [C,HW] += w^T [C,K] * dy_n [K,HW]
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CRS, PQ, K, 1.0f, w, CRS,
+                                dyn, PQ, 1.0f, dxn, PQ);
+                } else {
+                    // dcol [CRS,PQ] = w^T * dy_n (reusing the col buffer), then scatter-add
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CRS, PQ, K, 1.0f, w, CRS,
+                                dyn, PQ, 0.0f, col, PQ);
+                    col2im_add(s, col, PQ, dxn);
+                }
+                continue;
             }
-            // dW_t [K,CRS] += dy_n [K,PQ] * col^T [PQ,CRS]
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, CRS, PQ, 1.0f, dyn, PQ, xcol,
-                        PQ, 1.0f, dw_t, CRS);
+            // a chunk: dyc [K, cnt*PQ] and col [CRS, cnt*PQ] side by side for all samples
+            const int ld = cnt * PQ;
+            for (int i = 0; i < cnt; i++) {
+                const float *dyn = dy + (n0 + i) * out_n;
+                for (int k = 0; k < K; k++)
+                    memcpy(buf + (size_t)k * ld + (size_t)i * PQ, dyn + (size_t)k * PQ,
+                           sizeof(float) * PQ);
+                im2col(s, x + (n0 + i) * in_n, col + (size_t)i * PQ, ld);
+            }
+            // dW_t [K,CRS] += dyc [K,ld] * col^T [ld,CRS]
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, CRS, ld, 1.0f, buf, ld, col, ld,
+                        1.0f, dw_t, CRS);
             if (!dx) continue;
-            float *dxn = dx + n * in_n;
-            if (is_direct(s)) {
-                // dx_n [C,HW] += w^T [C,K] * dy_n [K,HW]
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CRS, PQ, K, 1.0f, w, CRS, dyn,
-                            PQ, 1.0f, dxn, PQ);
-            } else {
-                // dcol [CRS,PQ] = w^T * dy_n (reusing the col buffer), then scatter-add to dx_n
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CRS, PQ, K, 1.0f, w, CRS, dyn,
-                            PQ, 0.0f, col, PQ);
-                col2im_add(s, col, dxn);
-            }
+            // dcol [CRS,ld] = w^T [CRS,K] * dyc [K,ld], then scatter-add sample by sample
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CRS, ld, K, 1.0f, w, CRS, buf, ld,
+                        0.0f, col, ld);
+            for (int i = 0; i < cnt; i++)
+                col2im_add(s, col + (size_t)i * PQ, ld, dx + (n0 + i) * in_n);
         }
     }
 
     // dw += sum_t dW_t, in fixed thread order for every element
     const long nw = (long)ndw;
+    const size_t dw_off = ncol + nbuf;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (long i = 0; i < nw; i++) {
         float acc = 0.0f;
-        for (int t = 0; t < team; t++) acc += ws[(size_t)t * slice + ncol + i];
+        for (int t = 0; t < team; t++) acc += ws[(size_t)t * slice + dw_off + i];
         dw[i] += acc;
     }
 
-    if (db) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int k = 0; k < K; k++) {
-            double acc = 0.0;
-            for (int n = 0; n < N; n++) {
-                const float *d = dy + n * out_n + (size_t)k * PQ;
-                for (int i = 0; i < PQ; i++) acc += d[i];
-            }
-            db[k] += (float)acc;
-        }
-    }
+    if (db) bias_grad(s, dy, db, nt);
 }
 
 /* ---------------- naive reference: the definition, written as loops */

@@ -1,5 +1,6 @@
-/* conv2d: shape arithmetic, FLOPs, backward vs finite differences, fast (im2col/GEMM, OpenMP)
- * vs naive with 1 and 2 threads, workspace clamping, determinism, accumulation. */
+/* conv2d: shape arithmetic, FLOPs, backward vs finite differences, fast (im2col/GEMM, OpenMP;
+ * Winograd F(2x2,3x3) for 3x3 stride 1) vs naive with 1 and 2 threads, workspace clamping,
+ * determinism, accumulation. Each path is also forced on its own (conv2d_set_algo). */
 #include "dprune/nn.h"
 #include "gradcheck.h"
 #include <omp.h>
@@ -185,5 +186,30 @@ int main(void) {
 
     check_determinism_and_accumulation(1);
     check_determinism_and_accumulation(2);
+
+    /* Winograd F(2x2,3x3), forced on every 3x3 stride-1 conv: odd and even output sizes
+     * (partial tiles), pad 0/1/2, 1x1 outputs, more tiles than one block (resnet-like 16
+     * channels on 32x32 with 3 samples is 768 tiles > 512), wide channels (blocks of 64). */
+    const conv_cfg wino[] = {
+        {3, 3, 9, 7, 5, 3, 3, 1, 1, 1},     {2, 4, 8, 8, 6, 3, 3, 1, 1, 0},
+        {2, 5, 7, 6, 4, 3, 3, 1, 0, 1},     {2, 3, 5, 5, 2, 3, 3, 1, 2, 0},
+        {3, 2, 1, 1, 3, 3, 3, 1, 1, 1},     {2, 6, 3, 2, 5, 3, 3, 1, 1, 1},
+        {3, 16, 32, 32, 16, 3, 3, 1, 1, 0}, {2, 96, 4, 4, 80, 3, 3, 1, 1, 1},
+        {1, 1, 6, 6, 1, 3, 3, 1, 1, 1},
+    };
+    conv2d_set_algo(CONV2D_ALGO_WINOGRAD);
+    for (int t = 1; t <= 2; t++)
+        for (size_t i = 0; i < sizeof wino / sizeof wino[0]; i++)
+            check_fast_vs_naive(&wino[i], t, t, 1000 + 10 * (unsigned)i);
+    check_fast_vs_naive(&wino[6], 2, 1, 1100); // workspace for one thread, two running
+    check_fast_vs_naive(&wino[0], 2, 0, 1110); // no workspace: naive fallback
+    omp_set_num_threads(2);
+    for (size_t i = 0; i < 4; i++) check_fd(&wino[i], 1200 + 10 * (unsigned)i);
+    check_determinism_and_accumulation(2);
+    // the same shapes through im2col only (AUTO would send the wide ones to Winograd)
+    conv2d_set_algo(CONV2D_ALGO_IM2COL);
+    for (size_t i = 0; i < sizeof wino / sizeof wino[0]; i++)
+        check_fast_vs_naive(&wino[i], 2, 2, 1300 + 10 * (unsigned)i);
+    conv2d_set_algo(CONV2D_ALGO_AUTO);
     return dp_test_finish();
 }

@@ -124,6 +124,30 @@ int main(void) {
         CHECK(dx[0] == 1 && dx[3] == 1 && dx[4] == 2 && dx[7] == 2);
     }
 
+    // the 2x2 stride-2 fast path vs the definition on an odd-sized plane with ties
+    {
+        enum { H = 7, W = 9 };
+        float x[2 * H * W], y[2 * 3 * 4];
+        int32_t arg[2 * 3 * 4];
+        for (int i = 0; i < 2 * H * W; i++) x[i] = (float)((i * 7919) % 5); // many ties
+        pool2d_shape_init(&s, 1, 2, H, W, 2, 2, 0);
+        maxpool2d_forward(&s, x, y, arg);
+        int bad = 0;
+        for (int c = 0; c < 2; c++)
+            for (int p = 0; p < 3; p++)
+                for (int q = 0; q < 4; q++) {
+                    const float *xp = x + c * H * W;
+                    int best = 2 * p * W + 2 * q; // first maximum in row-major window order
+                    for (int r = 0; r < 2; r++)
+                        for (int t = 0; t < 2; t++)
+                            if (xp[(2 * p + r) * W + 2 * q + t] > xp[best])
+                                best = (2 * p + r) * W + 2 * q + t;
+                    int o = (c * 3 + p) * 4 + q;
+                    bad += arg[o] != best || y[o] != xp[best];
+                }
+        CHECK(bad == 0);
+    }
+
     check_pool(0, 2, 3, 9, 7, 3, 2, 1, 10); // ResNet stem max pool, non-square
     check_pool(0, 2, 2, 6, 6, 2, 2, 0, 20);
     check_pool(0, 1, 3, 5, 8, 3, 1, 1, 30); // overlapping windows

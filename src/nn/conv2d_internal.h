@@ -1,0 +1,23 @@
+/* Private to src/nn/conv2d*.c: the Winograd path used by conv2d_forward/backward. */
+#ifndef DPRUNE_NN_CONV2D_INTERNAL_H
+#define DPRUNE_NN_CONV2D_INTERNAL_H
+
+#include "dprune/nn.h"
+#include <stdbool.h>
+
+/* 3x3, stride 1, pad 0..2 (the dx conv then has pad 2 - pad): both passes can use F(2x2,3x3) */
+bool conv2d_wino_applicable(const conv2d_shape *s);
+/* floats the forward and the dx backward need for nthreads threads (same for both) */
+size_t conv2d_wino_workspace_floats(const conv2d_shape *s, int nthreads);
+/* y = conv(x, w) + b. Returns false (and does nothing) if ws cannot hold one thread's part. */
+bool conv2d_wino_forward(const conv2d_shape *s, const float *x, const float *w, const float *b,
+                         float *y, float *ws, size_t ws_floats);
+/* dw += the weight gradient (exact gradient of the Winograd forward). Returns false if ws is
+ * too small. Deterministic for a given thread count. */
+bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float *dy, float *dw,
+                             float *ws, size_t ws_floats);
+/* dx += conv_transpose(dy, w), i.e. the input gradient. Returns false if ws is too small. */
+bool conv2d_wino_backward_dx(const conv2d_shape *s, const float *w, const float *dy, float *dx,
+                             float *ws, size_t ws_floats);
+
+#endif

@@ -1,0 +1,438 @@
+/* conv2d for 3x3 stride-1 kernels by Winograd F(2x2,3x3) (Lavin & Gray 2016), with the
+ * multiplications done as 16 batched GEMMs over blocks of tiles, as NNPACK does.
+ *
+ * Why: a 3x3 output-2x2 tile costs 36 multiply-adds per (in, out) channel pair directly but
+ * 16 in the Winograd domain (2.25x fewer), and the transformed input is 4x the output instead
+ * of im2col's 9x, so less memory traffic too. The transforms are O(C) per tile, the GEMMs
+ * O(C K), so the win grows with the channel counts.
+ *
+ * For one tile d [4,4] of the input plane of channel c and the kernel g [3,3] of (k, c):
+ *   V = B^T d B,  U = G g G^T,  M = sum_c U (.) V (elementwise, per xi = 0..15),
+ *   y [2,2] = A^T M A.
+ * Summing over c for a fixed xi is a GEMM: M[xi] [K, T] = U[xi] [K, C] * V[xi] [C, T] for
+ * T tiles. Tiles are numbered across the whole batch (n, ty, tx) and processed in blocks of
+ * whole tile rows per thread, so V and M of a block stay in the core's L2 cache.
+ *
+ * The input gradient of a 3x3 stride-1 conv with padding pad is itself a 3x3 stride-1 conv of
+ * dy with the kernels flipped (r, s) -> (2-r, 2-s) and the channel roles swapped, padding
+ * 2 - pad; the same code runs it with accumulation into dx.
+ *
+ * Each output element is produced by exactly one block, in a fixed order of operations, so
+ * the results do not depend on the thread count or scheduling. */
+#include "conv2d_internal.h"
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+
+enum { TB_TARGET_MAX = 512 }; /* tiles per block, upper bound of the cache-sized target */
+
+bool conv2d_wino_applicable(const conv2d_shape *s) {
+    // tile offsets are int: keep every tensor below 2^31 elements
+    const double big = 2147483647.0;
+    return s->R == 3 && s->S == 3 && s->stride == 1 && s->pad >= 0 && s->pad <= 2 && s->P > 0 &&
+           s->Q > 0 && (double)s->N * s->C * s->H * s->W < big &&
+           (double)s->N * s->K * s->P * s->Q < big;
+}
+
+static size_t round16(size_t n) {
+    return (n + 15) & ~(size_t)15;
+}
+
+/* Target tiles per block: V [16, Cin, tb] + M [16, Cout, tb] in about 1 MB (half of this
+ * machine's 2 MB L2, the other half for OpenBLAS's packed U), but at least 64 so the GEMMs
+ * stay wide. Blocks hold whole rows of tiles (see wino_conv), so a block may be larger. */
+static int tile_target(int C, int K) {
+    int tb = (int)((256 * 1024) / (16 * (size_t)(C + K)));
+    tb &= ~15;
+    if (tb < 64) tb = 64;
+    if (tb > TB_TARGET_MAX) tb = TB_TARGET_MAX;
+    return tb;
+}
+
+/* Tiles per row of the widest image either pass transforms: the forward's output Q or the
+ * input gradient's W. */
+static int max_tiles_per_row(const conv2d_shape *s) {
+    int a = (s->Q + 1) / 2, b = (s->W + 1) / 2;
+    return a > b ? a : b;
+}
+
+/* per-thread scratch: V and M for a block, plus the row buffers of the transforms */
+static size_t slice_floats(const conv2d_shape *s) {
+    int tw = max_tiles_per_row(s), tb = tile_target(s->C, s->K);
+    if (tb < tw) tb = tw;
+    return round16((size_t)(16 * (s->C + s->K) + 32) * tb + 64); // V, M and the transforms
+}
+
+static size_t u_floats(const conv2d_shape *s) {
+    return round16((size_t)16 * s->C * s->K);
+}
+
+/* forward and dx: U + one slice per thread; dW: a private dU and a slice per thread */
+size_t conv2d_wino_workspace_floats(const conv2d_shape *s, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    return (size_t)nthreads * (u_floats(s) + slice_floats(s));
+}
+
+// g [3,3] -> u [16] = G g G^T, stored at u[xi * stride], xi = 4 * (row of G g) + column
+static void transform_kernel(const float *g, float *u, size_t stride) {
+    float a[4][3]; // G g: rows g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2
+    for (int j = 0; j < 3; j++) {
+        float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+        a[0][j] = g0;
+        a[1][j] = 0.5f * (g0 + g1 + g2);
+        a[2][j] = 0.5f * (g0 - g1 + g2);
+        a[3][j] = g2;
+    }
+    for (int i = 0; i < 4; i++) { // (G g) G^T, the same combination on columns
+        u[(i * 4 + 0) * stride] = a[i][0];
+        u[(i * 4 + 1) * stride] = 0.5f * (a[i][0] + a[i][1] + a[i][2]);
+        u[(i * 4 + 2) * stride] = 0.5f * (a[i][0] - a[i][1] + a[i][2]);
+        u[(i * 4 + 3) * stride] = a[i][2];
+    }
+}
+
+/* w [K,C,3,3] -> U [16, Cout, Cin]. Forward: Cout = K, Cin = C, U[xi][k][c] from w[k][c].
+ * Input gradient (flip): Cout = C, Cin = K, U[xi][c][k] from w[k][c] rotated by 180 degrees. */
+static void transform_weights(const float *w, int K, int C, bool flip, float *U, int nt) {
+    const long pairs = (long)K * C;
+    // i runs over the pairs in U's order, so the 16 output streams are written sequentially
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long i = 0; i < pairs; i++) {
+        if (!flip) { // i = k*C + c
+            transform_kernel(w + (size_t)i * 9, U + i, (size_t)pairs);
+        } else { // i = c*K + k
+            const long c = i / K, k = i % K;
+            const float *g = w + ((size_t)k * C + c) * 9;
+            float gf[9];
+            for (int j = 0; j < 9; j++) gf[j] = g[8 - j];
+            transform_kernel(gf, U + i, (size_t)pairs);
+        }
+    }
+}
+
+/* The transforms work on a whole block at once: nr tile rows (g = r0 .. r0+nr-1 of the batch,
+ * g = n * TH + ty) of TW tiles, cnt = nr * TW tiles, tile j = i * TW + tx. Every pass is a
+ * loop over all cnt tiles (or all rows of them) with contiguous loads and stores, long
+ * enough to vectorise even when a row holds 1..8 tiles (the deep layers). */
+
+/* Input transform of channel c for the block: v[xi * vstride + j] = (B^T d B)[xi], d the 4x4
+ * input patch of tile j at rows 2ty-pad.., columns 2tx-pad.. (zero outside the plane).
+ * B^T d B is separable: each input row is transformed along its columns (d0-d2, d1+d2,
+ * d2-d1, d1-d3 of each tile's 4 columns), then the 4 rows of a tile are combined the same
+ * way. Row a of tile row i is copied zero-padded to rows[a][i][0, 2TW) plus its 2 extra
+ * columns to ext[a][i]; the column pass runs over all 4 * cnt (row, tile) pairs as one loop
+ * reading rows[2u .. 2u+3], which for the last tile of a row spills into the next row, so
+ * those tiles are redone from ext afterwards. scratch: 32 * cnt + 8 * nr + 64 floats. */
+static void input_block(const float *restrict x, int Cin, int H, int W, int pad, int TH, int TW,
+                        long r0, int nr, int c, float *restrict v, size_t vstride,
+                        float *restrict scratch) {
+    const int RW = 2 * TW, cnt = nr * TW;
+    float *restrict rows = scratch;                // [4][nr][RW] + 2 spill
+    float *restrict ext = rows + 4 * nr * RW + 16; // [4][nr][2]
+    float *restrict hr = ext + 8 * nr + 16;        // [4 column combos][4 rows a][cnt]
+    const size_t plane = (size_t)H * W;
+    for (int i = 0; i < nr; i++) {
+        const long g = r0 + i;
+        const int n = (int)(g / TH), ty = (int)(g % TH);
+        const float *xc = x + ((size_t)n * Cin + c) * plane;
+        for (int a = 0; a < 4; a++) {
+            float *row = rows + (size_t)(a * nr + i) * RW, *ex = ext + (a * nr + i) * 2;
+            const int h = 2 * ty - pad + a;
+            if (h < 0 || h >= H) {
+                for (int q = 0; q < RW; q++) row[q] = 0.0f;
+                ex[0] = ex[1] = 0.0f;
+                continue;
+            }
+            // padded column q reads input column q - pad, for q in [0, RW + 2)
+            const float *xr = xc + (size_t)h * W;
+            const int lo = pad, hi = W + pad < RW + 2 ? W + pad : RW + 2; // in-plane q range
+            for (int q = 0; q < lo; q++) row[q] = 0.0f;
+            const int hi_row = hi < RW ? hi : RW;
+            if (hi_row > lo) memcpy(row + lo, xr, sizeof(float) * (size_t)(hi_row - lo));
+            for (int q = hi_row > lo ? hi_row : lo; q < RW; q++) row[q] = 0.0f;
+            ex[0] = RW >= lo && RW < hi ? xr[RW - pad] : 0.0f;
+            ex[1] = RW + 1 >= lo && RW + 1 < hi ? xr[RW + 1 - pad] : 0.0f;
+        }
+    }
+    rows[4 * nr * RW] = rows[4 * nr * RW + 1] = 0.0f;
+    const int U = 4 * cnt; // u = a * cnt + j, since (a * nr + i) * TW + tx = a * cnt + j
+    float *restrict h0 = hr, *restrict h1 = hr + U, *restrict h2 = hr + 2 * U,
+                    *restrict h3 = hr + 3 * U;
+    for (int u = 0; u < U; u++) {
+        float d0 = rows[2 * u], d1 = rows[2 * u + 1], d2 = rows[2 * u + 2], d3 = rows[2 * u + 3];
+        h0[u] = d0 - d2;
+        h1[u] = d1 + d2;
+        h2[u] = d2 - d1;
+        h3[u] = d1 - d3;
+    }
+    for (int a = 0; a < 4; a++) // the last tile of each row, from the true columns
+        for (int i = 0; i < nr; i++) {
+            const int u = a * cnt + i * TW + TW - 1;
+            const float *row = rows + (size_t)(a * nr + i) * RW, *ex = ext + (a * nr + i) * 2;
+            float d0 = row[RW - 2], d1 = row[RW - 1], d2 = ex[0], d3 = ex[1];
+            h0[u] = d0 - d2;
+            h1[u] = d1 + d2;
+            h2[u] = d2 - d1;
+            h3[u] = d1 - d3;
+        }
+    // B^T (.) down the rows: combos 0-2, 1+2, 2-1, 1-3 of rows a, for each column combo b
+    for (int b = 0; b < 4; b++) {
+        const float *restrict a0 = hr + (size_t)b * U, *restrict a1 = a0 + cnt,
+                              *restrict a2 = a1 + cnt, *restrict a3 = a2 + cnt;
+        float *restrict v0 = v + (0 * 4 + b) * vstride, *restrict v1 = v + (1 * 4 + b) * vstride,
+                        *restrict v2 = v + (2 * 4 + b) * vstride,
+                        *restrict v3 = v + (3 * 4 + b) * vstride;
+        for (int j = 0; j < cnt; j++) {
+            v0[j] = a0[j] - a2[j];
+            v1[j] = a1[j] + a2[j];
+            v2[j] = a2[j] - a1[j];
+            v3[j] = a1[j] - a3[j];
+        }
+    }
+}
+
+/* Output transform of output channel k for the block: m[xi * mstride + j] -> y[n][k] rows
+ * 2ty, 2ty+1 (those < P), columns < Q; y = out + bias, or y += out. A^T m A is separable:
+ * rows first (m0+m1+m2, m1-m2-m3), then columns into interleaved output rows
+ * out[a][j * 2 + 0/1], i.e. [a][i][2 TW]. scratch: 12 * cnt floats. */
+static void output_block(const float *restrict m, size_t mstride, int Cout, int k, int TH, int TW,
+                         int P, int Q, long r0, int nr, float bias, bool accumulate,
+                         float *restrict y, float *restrict scratch) {
+    const int cnt = nr * TW;
+    float *restrict sr = scratch;            // [2 rows][4 column combos][cnt]
+    float *restrict out = scratch + 8 * cnt; // [2 rows][cnt * 2]
+    for (int jj = 0; jj < 4; jj++) {
+        const float *restrict m0 = m + (0 * 4 + jj) * mstride,
+                              *restrict m1 = m + (4 + jj) * mstride,
+                              *restrict m2 = m + (8 + jj) * mstride,
+                              *restrict m3 = m + (12 + jj) * mstride;
+        float *restrict s0 = sr + jj * cnt, *restrict s1 = sr + (4 + jj) * cnt;
+        for (int j = 0; j < cnt; j++) {
+            s0[j] = m0[j] + m1[j] + m2[j];
+            s1[j] = m1[j] - m2[j] - m3[j];
+        }
+    }
+    for (int a = 0; a < 2; a++) {
+        const float *s0 = sr + (a * 4 + 0) * cnt, *s1 = s0 + cnt, *s2 = s1 + cnt, *s3 = s2 + cnt;
+        float *o = out + (size_t)a * 2 * cnt;
+        for (int j = 0; j < cnt; j++) {
+            o[2 * j] = s0[j] + s1[j] + s2[j];
+            o[2 * j + 1] = s1[j] - s2[j] - s3[j];
+        }
+    }
+    const size_t plane = (size_t)P * Q;
+    for (int i = 0; i < nr; i++) {
+        const long g = r0 + i;
+        const int n = (int)(g / TH), ty = (int)(g % TH);
+        float *yk = y + ((size_t)n * Cout + k) * plane;
+        for (int a = 0; a < 2 && 2 * ty + a < P; a++) {
+            const float *src = out + (size_t)a * 2 * cnt + (size_t)i * 2 * TW;
+            float *yr = yk + (size_t)(2 * ty + a) * Q;
+            if (accumulate)
+                for (int q = 0; q < Q; q++) yr[q] += src[q];
+            else
+                for (int q = 0; q < Q; q++) yr[q] = src[q] + bias;
+        }
+    }
+}
+
+/* One 3x3 stride-1 conv by Winograd: x [N,Cin,H,W] (padding pad) -> y [N,Cout,P,Q], P = H +
+ * 2 pad - 2. U [16,Cout,Cin] pre-transformed. y = result + bias, or y += result (accumulate).
+ * A block is a run of whole tile rows (n, ty) across the batch, so the transforms work on
+ * contiguous rows. slices: nt per-thread scratch areas of `slice` floats. */
+static void wino_conv(int N, int Cin, int H, int W, int Cout, int pad, const float *x,
+                      const float *U, const float *bias, float *y, bool accumulate, float *slices,
+                      size_t slice, int tb_target, int nt) {
+    const int P = H + 2 * pad - 2, Q = W + 2 * pad - 2;
+    const int TH = (P + 1) / 2, TW = (Q + 1) / 2;
+    const long rows = (long)N * TH; // tile rows in the batch
+    // rows per block: the cache-sized target, but enough blocks to keep every thread busy
+    long rpb = tb_target / TW;
+    if (rpb < 1) rpb = 1;
+    if (rpb * nt > rows) rpb = (rows + nt - 1) / nt;
+    const int tb = (int)rpb * TW; // leading dimension of V and M
+    const long nblocks = (rows + rpb - 1) / rpb;
+    const size_t vstride = (size_t)Cin * tb, mstride = (size_t)Cout * tb;
+
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (long blk = 0; blk < nblocks; blk++) {
+        float *V = slices + (size_t)omp_get_thread_num() * slice; // [16, Cin, tb]
+        float *M = V + 16 * vstride;                              // [16, Cout, tb]
+        float *scratch = M + 16 * mstride;
+        const long r0 = blk * rpb;
+        const int nr = (int)(rows - r0 < rpb ? rows - r0 : rpb), cnt = nr * TW;
+
+        for (int c = 0; c < Cin; c++)
+            input_block(x, Cin, H, W, pad, TH, TW, r0, nr, c, V + (size_t)c * tb, vstride, scratch);
+        // M[xi] [Cout, cnt] = U[xi] [Cout, Cin] * V[xi] [Cin, cnt]
+        for (int xi = 0; xi < 16; xi++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, cnt, Cin, 1.0f,
+                        U + (size_t)xi * Cout * Cin, Cin, V + xi * vstride, tb, 0.0f,
+                        M + xi * mstride, tb);
+        for (int k = 0; k < Cout; k++)
+            output_block(M + (size_t)k * tb, mstride, Cout, k, TH, TW, P, Q, r0, nr,
+                         bias ? bias[k] : 0.0f, accumulate, y, scratch);
+    }
+}
+
+/* ---------------- weight gradient. The forward is linear in U, y = A^T [sum_c U (.) V] A,
+ * so dU[xi] [K, C] = sum over tiles of dM[xi] [K, T] * V[xi]^T [T, C] with dM = A dy A^T
+ * (the adjoint of the output transform), and dW = G^T dU G (the adjoint of the kernel
+ * transform): the exact gradient, with 16 T K C multiply-adds instead of im2col's 36. */
+
+/* dy of output channel k for the block -> d[xi * dstride + j] = (A dy A^T)[xi] for the 2x2
+ * dy patch of tile j (zero beyond P, Q). A's rows: (1,0) (1,1) (1,-1) (0,-1). Rows 2ty+a
+ * are copied zero-padded to rows[a][i][2 TW]; columns first over all 2 * cnt (row, tile)
+ * pairs, then rows. scratch: 12 * cnt floats. */
+static void dy_block(const float *restrict dy, int K, int k, int TH, int TW, int P, int Q, long r0,
+                     int nr, float *restrict d, size_t dstride, float *restrict scratch) {
+    const int RW = 2 * TW, cnt = nr * TW, U = 2 * cnt;
+    float *restrict rows = scratch;         // [2][nr][RW]
+    float *restrict hr = scratch + 4 * cnt; // [4 column combos][2 rows][cnt]
+    const size_t plane = (size_t)P * Q;
+    for (int i = 0; i < nr; i++) {
+        const long g = r0 + i;
+        const int n = (int)(g / TH), ty = (int)(g % TH);
+        const float *dyk = dy + ((size_t)n * K + k) * plane;
+        for (int a = 0; a < 2; a++) {
+            float *row = rows + (size_t)(a * nr + i) * RW;
+            const int p = 2 * ty + a;
+            int q0 = 0;
+            if (p < P) memcpy(row, dyk + (size_t)p * Q, sizeof(float) * (size_t)Q), q0 = Q;
+            for (int q = q0; q < RW; q++) row[q] = 0.0f;
+        }
+    }
+    float *restrict c0 = hr, *restrict c1 = hr + U, *restrict c2 = hr + 2 * U,
+                    *restrict c3 = hr + 3 * U;
+    for (int u = 0; u < U; u++) { // u = a * cnt + j
+        float e0 = rows[2 * u], e1 = rows[2 * u + 1];
+        c0[u] = e0;
+        c1[u] = e0 + e1;
+        c2[u] = e0 - e1;
+        c3[u] = -e1;
+    }
+    for (int jj = 0; jj < 4; jj++) {
+        const float *restrict a0 = hr + (size_t)jj * U, *restrict a1 = a0 + cnt;
+        float *restrict d0 = d + (0 * 4 + jj) * dstride, *restrict d1 = d + (1 * 4 + jj) * dstride,
+                        *restrict d2 = d + (2 * 4 + jj) * dstride,
+                        *restrict d3 = d + (3 * 4 + jj) * dstride;
+        for (int j = 0; j < cnt; j++) {
+            d0[j] = a0[j];
+            d1[j] = a0[j] + a1[j];
+            d2[j] = a0[j] - a1[j];
+            d3[j] = -a1[j];
+        }
+    }
+}
+
+// du [16] at du[xi * stride] -> dg [3,3] += G^T du G (G's columns: (1,.5,.5,0) (0,.5,-.5,0)
+// (0,.5,.5,1))
+static void kernel_grad(const float *du, size_t stride, float *dg) {
+    float t[3][4];
+    for (int j = 0; j < 4; j++) {
+        float u0 = du[j * stride], u1 = du[(4 + j) * stride], u2 = du[(8 + j) * stride],
+              u3 = du[(12 + j) * stride];
+        t[0][j] = u0 + 0.5f * (u1 + u2);
+        t[1][j] = 0.5f * (u1 - u2);
+        t[2][j] = 0.5f * (u1 + u2) + u3;
+    }
+    for (int r = 0; r < 3; r++) {
+        dg[r * 3 + 0] += t[r][0] + 0.5f * (t[r][1] + t[r][2]);
+        dg[r * 3 + 1] += 0.5f * (t[r][1] - t[r][2]);
+        dg[r * 3 + 2] += 0.5f * (t[r][1] + t[r][2]) + t[r][3];
+    }
+}
+
+bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float *dy, float *dw,
+                             float *ws, size_t ws_floats) {
+    const size_t u = u_floats(s), slice = slice_floats(s);
+    if (!ws || ws_floats < u + slice) return false;
+    int nt = omp_get_max_threads();
+    if (nt < 1) nt = 1;
+    if ((size_t)nt > ws_floats / (u + slice)) nt = (int)(ws_floats / (u + slice));
+    const int N = s->N, C = s->C, K = s->K, H = s->H, W = s->W, P = s->P, Q = s->Q;
+    const int pad = s->pad, TH = (P + 1) / 2, TW = (Q + 1) / 2;
+    const long rows = (long)N * TH;
+    long rpb = tile_target(C, K) / TW;
+    if (rpb < 1) rpb = 1;
+    if (rpb * nt > rows) rpb = (rows + nt - 1) / nt;
+    const int tb = (int)rpb * TW;
+    const long nblocks = (rows + rpb - 1) / rpb;
+    const size_t vstride = (size_t)C * tb, dstride = (size_t)K * tb, KC = (size_t)K * C;
+    int team = nt;
+
+    /* Thread t sums the blocks [nblocks t / team, nblocks (t+1) / team) into its own dU;
+     * the dUs are added in thread order below, so dW does not depend on scheduling. */
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#pragma omp single
+        team = nth;
+        float *dU = ws + (size_t)tid * (u + slice); // [16, K, C]
+        float *V = dU + u;                          // [16, C, tb]
+        float *D = V + 16 * vstride;                // [16, K, tb]
+        float *scratch = D + 16 * dstride;
+        memset(dU, 0, sizeof(float) * 16 * KC);
+        const long b0 = nblocks * tid / nth, b1 = nblocks * (tid + 1) / nth;
+        for (long blk = b0; blk < b1; blk++) {
+            const long r0 = blk * rpb;
+            const int nr = (int)(rows - r0 < rpb ? rows - r0 : rpb), cnt = nr * TW;
+            for (int c = 0; c < C; c++)
+                input_block(x, C, H, W, pad, TH, TW, r0, nr, c, V + (size_t)c * tb, vstride,
+                            scratch);
+            for (int k = 0; k < K; k++)
+                dy_block(dy, K, k, TH, TW, P, Q, r0, nr, D + (size_t)k * tb, dstride, scratch);
+            // dU[xi] [K, C] += D[xi] [K, cnt] * V[xi]^T [cnt, C]
+            for (int xi = 0; xi < 16; xi++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, C, cnt, 1.0f,
+                            D + xi * dstride, tb, V + xi * vstride, tb, 1.0f, dU + xi * KC, C);
+        }
+    }
+    // dW[k][c] += G^T (sum_t dU_t[.][k][c]) G, the threads' parts added in a fixed order
+    const long pairs = (long)KC;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long i = 0; i < pairs; i++) {
+        float du[16];
+        for (int xi = 0; xi < 16; xi++) {
+            float acc = 0.0f;
+            for (int t = 0; t < team; t++) acc += ws[(size_t)t * (u + slice) + xi * KC + i];
+            du[xi] = acc;
+        }
+        kernel_grad(du, 1, dw + (size_t)i * 9);
+    }
+    return true;
+}
+
+/* threads: OpenMP's count, no more than the workspace holds slices for (0 = too small) */
+static int pick_threads(const conv2d_shape *s, const float *ws, size_t ws_floats) {
+    const size_t u = u_floats(s), slice = slice_floats(s);
+    if (!ws || ws_floats < u + slice) return 0;
+    int nt = omp_get_max_threads();
+    if (nt < 1) nt = 1;
+    size_t fit = (ws_floats - u) / slice;
+    if ((size_t)nt > fit) nt = (int)fit;
+    return nt;
+}
+
+bool conv2d_wino_forward(const conv2d_shape *s, const float *x, const float *w, const float *b,
+                         float *y, float *ws, size_t ws_floats) {
+    const int nt = pick_threads(s, ws, ws_floats);
+    if (nt < 1) return false;
+    float *U = ws, *slices = ws + u_floats(s);
+    transform_weights(w, s->K, s->C, false, U, nt);
+    wino_conv(s->N, s->C, s->H, s->W, s->K, s->pad, x, U, b, y, false, slices, slice_floats(s),
+              tile_target(s->C, s->K), nt);
+    return true;
+}
+
+bool conv2d_wino_backward_dx(const conv2d_shape *s, const float *w, const float *dy, float *dx,
+                             float *ws, size_t ws_floats) {
+    const int nt = pick_threads(s, ws, ws_floats);
+    if (nt < 1) return false;
+    float *U = ws, *slices = ws + u_floats(s);
+    transform_weights(w, s->K, s->C, true, U, nt);
+    // dy [N,K,P,Q] padded by 2 - pad gives back [N,C,H,W]
+    wino_conv(s->N, s->K, s->P, s->Q, s->C, 2 - s->pad, dy, U, NULL, dx, true, slices,
+              slice_floats(s), tile_target(s->C, s->K), nt);
+    return true;
+}
