@@ -11,6 +11,16 @@
 
 dp_status dp_dist_init(int *argc, char ***argv, dp_dist *d, dp_error *err) {
     int provided = 0;
+#ifdef OPEN_MPI
+    /* Open MPI's non-blocking collectives (coll/libnbc) run every in-place MPI_Iallreduce, and
+     * any on fewer than 4 ranks, as a binomial reduce to rank 0 followed by a broadcast:
+     * 2 log2(W) times the buffer through one link instead of the 2(W-1)/W of a reduce-scatter
+     * + allgather. Every gradient bucket is in place, so ask for Rabenseifner's algorithm
+     * (libnbc falls back to a ring when a message has fewer elements than ranks): twice the
+     * bandwidth on 2 ranks (NOTES.md, "Distributed performance"), log2(W) times at scale.
+     * A setting of the user's (mpirun --mca, OMPI_MCA_* in the environment) wins. */
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
+#endif
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return dp_fail(err, DP_ERR_MPI, "MPI_Init_thread failed");
     d->comm = MPI_COMM_WORLD;
@@ -125,13 +135,6 @@ const char *dp_dist_library_version(char *buf, size_t n) {
     return buf;
 }
 
-static uint64_t hash_bytes(const void *p, size_t n) {
-    const unsigned char *b = p;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
-    return h;
-}
-
 dp_status dp_dist_check_identical(dp_dist *d, const dp_model *m, dp_error *err) {
     int nt = m->n_params + m->n_buffers;
     uint64_t *lo = malloc(sizeof(uint64_t) * (size_t)nt * 2);
@@ -140,7 +143,7 @@ dp_status dp_dist_check_identical(dp_dist *d, const dp_model *m, dp_error *err) 
     for (int t = 0; t < nt; t++) {
         const dp_tensor_view *v = t < m->n_params ? &m->params[t] : &m->buffers[t - m->n_params];
         const float *data = t < m->n_params ? m->param_data : m->buffer_data;
-        lo[t] = hi[t] = hash_bytes(data + v->offset, v->numel * sizeof(float));
+        lo[t] = hi[t] = dp_fnv1a(data + v->offset, v->numel * sizeof(float));
     }
     dp_status st = allreduce(d, lo, (size_t)nt, MPI_UINT64_T, 8, MPI_MIN, "parameter check", err);
     if (st == DP_OK)

@@ -1,0 +1,100 @@
+#!/usr/bin/python3
+"""Tables of bench/run_scaling.sh from its results.tsv (plain python3).
+
+    scaling_table.py results.tsv [--max-others CORES]
+
+--max-others drops the runs during which other processes used more than CORES cores (the
+others_cores column of run_scaling.sh): the machine is shared, and a run that competed
+for the cores says little about dprune.
+
+Throughput: median over rounds of each run's median window (img/s). Ratios are paired per
+round (the runs of one round ran back to back) and the median over rounds is shown, with the
+range over rounds in brackets."""
+import csv
+import statistics
+import sys
+from collections import defaultdict
+
+
+def main():
+    rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+    limit = float(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[2] == "--max-others" else None
+    if limit is not None:
+        kept = [r for r in rows if float(r.get("others_cores") or 0) <= limit]
+        print(f"(runs during which other processes used > {limit} cores dropped: "
+              f"{len(rows) - len(kept)} of {len(rows)})\n")
+        rows = kept
+    ips = defaultdict(dict)   # (impl, model, setting, transport, overlap) -> round -> ips
+    wait = defaultdict(dict)
+    for r in rows:
+        key = (r["impl"], r["model"], r["setting"], r["transport"], r["overlap"])
+        ips[key][r["round"]] = float(r["ips"])
+        if r["comm_wait_ms"] != "NA":
+            wait[key][r["round"]] = float(r["comm_wait_ms"])
+
+    def med(d, key):
+        v = list(d.get(key, {}).values())
+        return statistics.median(v) if v else None
+
+    def ratio(a, b, fa=1.0, fb=1.0):
+        da, db = ips.get(a, {}), ips.get(b, {})
+        rs = [fa * da[k] / (fb * db[k]) for k in da if k in db]
+        if not rs:
+            return "n/a"
+        return f"{statistics.median(rs):.3f} [{min(rs):.2f}-{max(rs):.2f}]"
+
+    def fmt(x, spec=".1f"):
+        return "n/a" if x is None else format(x, spec)
+
+    others = [float(r["others_cores"]) for r in rows if r.get("others_cores") not in (None, "")]
+    models = sorted({r["model"] for r in rows}, key=lambda m: (m != "resnet20", m))
+    rounds = len({r["round"] for r in rows})
+    print(f"Throughput (img/s, global batch: resnet20 128, vgg16 64; median of {rounds} rounds)\n")
+    print("| model | impl | 1x1 | 1x2 | 2x1 | 2x1 / 1x2 | efficiency 2x1 / (2 x 1x1) |")
+    print("|---|---|---|---|---|---|---|")
+    for m in models:
+        for impl, tr in (("dprune", "shm"), ("ddp", "tcp-gloo")):
+            k = lambda s: (impl, m, s, tr, "true")
+            if not ips.get(k("1x1")) and not ips.get(k("2x1")):
+                continue
+            print(f"| {m} | {impl if impl == 'dprune' else 'PyTorch DDP (gloo)'} "
+                  f"| {fmt(med(ips, k('1x1')))} | {fmt(med(ips, k('1x2')))} "
+                  f"| {fmt(med(ips, k('2x1')))} | {ratio(k('2x1'), k('1x2')) if impl == 'dprune' else '-'} "
+                  f"| {ratio(k('2x1'), k('1x1'), 1.0, 2.0)} |")
+    if others:
+        print(f"\nOther processes on the machine during the runs: median {statistics.median(others):.2f} "
+              f"cores, max {max(others):.2f} (of 2); runs with > 0.3: "
+              f"{sum(o > 0.3 for o in others)} of {len(others)}")
+    print("\ndprune / DDP absolute throughput (paired per round)\n")
+    print("| model | 1x1 | 2x1 |")
+    print("|---|---|---|")
+    for m in models:
+        d = lambda s: ("dprune", m, s, "shm", "true")
+        p = lambda s: ("ddp", m, s, "tcp-gloo", "true")
+        if ips.get(p("1x1")) or ips.get(p("2x1")):
+            print(f"| {m} | {ratio(d('1x1'), p('1x1'))} | {ratio(d('2x1'), p('2x1'))} |")
+    tcp = [(m, ov) for m in models for ov in ("true", "false")
+           if ips.get(("dprune", m, "2x1", "tcp", ov))]
+    if tcp or any(wait.get(("dprune", m, "2x1", "shm", "true")) for m in models):
+        print("\nTime blocked waiting for gradient communication (rank 0, comm_wait_ms per step, "
+              "median)\n")
+        print("| model | transport | dist.overlap | img/s | comm_wait ms/step |")
+        print("|---|---|---|---|---|")
+        for m in models:
+            for tr, ov in (("shm", "true"), ("tcp", "true"), ("tcp", "false"),
+                           ("tcp-wd0", "true"), ("tcp-wd0", "false")):
+                k = ("dprune", m, "2x1", tr, ov)
+                if ips.get(k):
+                    print(f"| {m} | {tr} | {ov} | {fmt(med(ips, k))} | {fmt(med(wait, k), '.1f')} |")
+        for m, tr in ((m, tr) for m in models for tr in ("tcp", "tcp-wd0")):
+            a, b = ("dprune", m, "2x1", tr, "true"), ("dprune", m, "2x1", tr, "false")
+            wa, wb = wait.get(a, {}), wait.get(b, {})
+            rs = [1 - wa[k] / wb[k] for k in wa if k in wb and wb[k] > 0]
+            if rs:
+                print(f"\n{m} over {tr}: hidden fraction 1 - wait(overlap) / wait(blocking) = "
+                      f"{statistics.median(rs):.3f} per-round median [{min(rs):.2f}-{max(rs):.2f}]; "
+                      f"from medians {1 - med(wait, a) / med(wait, b):.3f}")
+
+
+if __name__ == "__main__":
+    main()
