@@ -221,6 +221,9 @@ dp_status dp_ckpt_write_latest(const char *dir, const char *file_name, dp_error 
  * of them (the current one counts as one kept file). Files of later steps (an abandoned
  * timeline) are left alone. keep_last <= 0 keeps everything. */
 void dp_ckpt_prune_old(const char *dir, int64_t current_step, int keep_last);
+/* Removes "ckpt-*.dpck.tmp-*" left by a crash during a write (never read by loading, but they
+ * take space). One writer per run directory makes this safe at writer start. Returns the count. */
+int dp_ckpt_remove_stale_tmp(const char *dir);
 
 /* ---- background writer ----
  * The training thread hands over a job (a snapshot it already copied); one pthread encodes

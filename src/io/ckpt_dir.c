@@ -101,3 +101,19 @@ void dp_ckpt_prune_old(const char *dir, int64_t current_step, int keep_last) {
     }
     free(steps);
 }
+
+int dp_ckpt_remove_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        /* "ckpt-<step>.dpck.tmp-<pid>": a write that a crash interrupted before its rename */
+        if (strncmp(e->d_name, "ckpt-", 5) != 0 || !strstr(e->d_name, ".dpck.tmp-")) continue;
+        char path[DP_CKPT_MAX_NAME + 300];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) removed++;
+    }
+    closedir(d);
+    return removed;
+}

@@ -82,6 +82,7 @@ dp_status dp_ckpt_writer_start(dp_ckpt_writer **out, const char *dir, int keep_l
     dp_ckpt_writer *w = calloc(1, sizeof *w);
     if (!w) return dp_fail(err, DP_ERR_NOMEM, "checkpoint writer: out of memory");
     snprintf(w->dir, sizeof w->dir, "%s", dir);
+    dp_ckpt_remove_stale_tmp(dir);
     w->keep_last = keep_last;
     w->last_ok = true;
     pthread_mutex_init(&w->mu, NULL);
