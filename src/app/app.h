@@ -89,6 +89,9 @@ dp_status trainer_checkpoint(trainer *t, int64_t epoch, int64_t step_in_epoch, d
  * from. DP_OK with nothing done when there is nothing to resume. Collective. */
 dp_status trainer_resume(trainer *t, dp_model *m, dp_error *err);
 void trainer_report_eval(trainer *t, const char *split, int epoch, const eval_result *r);
+/* Per-rank BN running statistics averaged across ranks, so every rank holds the same model
+ * (before evaluations and checkpoints; a no-op with sync-BN). Collective. */
+dp_status trainer_average_bn(trainer *t, dp_error *err);
 /* After surgery: *t->m is freed and becomes `fresh` (moved; fresh is zeroed); activations and
  * gradient buckets are rebuilt (the optimizer's momentum was sliced by the surgery).
  * Collective. */

@@ -69,7 +69,7 @@ static dp_status open_metrics(trainer *t, dp_error *err) {
 
 /* Every rank holds its own BN running statistics (batch statistics are per rank); averaging
  * them before evaluation makes every rank hold the same model. */
-static dp_status average_bn_buffers(trainer *t, dp_error *err) {
+dp_status trainer_average_bn(trainer *t, dp_error *err) {
     int world = t->app->dist.world;
     /* with sync-BN every rank already holds the same statistics (and averaging identical
      * values in float is not always exact) */
@@ -82,7 +82,7 @@ static dp_status average_bn_buffers(trainer *t, dp_error *err) {
 dp_status trainer_evaluate(trainer *t, const dp_split *split, eval_result *r, dp_error *err) {
     memset(r, 0, sizeof *r);
     if (split->n == 0) return DP_OK;
-    dp_status st = average_bn_buffers(t, err);
+    dp_status st = trainer_average_bn(t, err);
     if (st != DP_OK) return st;
     dp_loader_config lc = {.split = split,
                            .aug = &t->data->aug,
@@ -378,140 +378,6 @@ dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, 
     return dp_dist_check(&app->dist, st, err);
 }
 
-dp_status trainer_checkpoint(trainer *t, int64_t epoch, int64_t step_in_epoch, dp_error *err) {
-    dp_app *app = t->app;
-    /* every rank must hold the same model: BN statistics are per rank until averaged */
-    dp_status st = average_bn_buffers(t, err);
-    if (st != DP_OK || app->dist.rank != 0) return dp_dist_check(&app->dist, st, err);
-    dp_error werr = {0};
-    if (dp_ckpt_writer_take_error(t->writer, &werr)) /* a failed earlier write: say, go on */
-        fprintf(stderr, "dprune: warning: %s (the previous checkpoint is intact)\n", werr.msg);
-    dp_train_state ts = {.phase = t->phase_index,
-                         .round = t->phase_index,
-                         .epoch = epoch,
-                         .step_in_epoch = step_in_epoch,
-                         .global_step = t->run_step,
-                         .samples_in_epoch = step_in_epoch * t->tc->batch,
-                         .lr = t->tc->lr,
-                         .seed = (uint64_t)app->cfg.run.seed,
-                         .ranks = app->dist.world,
-                         .threads = app->threads};
-    snprintf(ts.phase_name, sizeof ts.phase_name, "%s", t->phase);
-    dp_ckpt_kv kv[DP_CKPT_MAX_KV];
-    char mpi[128], summary[sizeof t->summary + 64];
-    int nkv = dp_checkpoint_provenance(kv, 0, DP_CKPT_MAX_KV, app->cfg.hash, app->dist.world,
-                                       app->threads, (uint64_t)app->cfg.run.seed);
-    nkv = dp_ckpt_kv_add(kv, nkv, DP_CKPT_MAX_KV, "mpi", "%s",
-                         dp_dist_library_version(mpi, sizeof mpi));
-    nkv = dp_ckpt_kv_add(kv, nkv, DP_CKPT_MAX_KV, "config_dir", "%s", app->cfg.base_dir);
-    /* the metrics file as it is now: a resume cuts it back here, so no line appears twice */
-    snprintf(summary, sizeof summary, "{\"metrics_offset\":%ld%s%s}", dp_metrics_offset(t->metrics),
-             t->summary[0] ? "," : "", t->summary);
-    dp_checkpoint_src src = {.model = t->m,
-                             .momentum = t->opt.momentum,
-                             .momentum_started = t->opt.started,
-                             .state = &ts,
-                             .config_text = app->cfg_text,
-                             .provenance = kv,
-                             .n_provenance = nkv,
-                             .prune_history = t->prune_history,
-                             .prune_history_len = t->prune_history_len,
-                             .metrics_json = summary};
-    st = dp_checkpoint_submit(t->writer, t->run_step, &src, NULL, err);
-    return dp_dist_check(&app->dist, st, err);
-}
-
-dp_status trainer_resume(trainer *t, dp_model *m, dp_error *err) {
-    dp_app *app = t->app;
-    const dp_config *c = &app->cfg;
-    char path[DP_PATH_MAX + 64] = "";
-    bool automatic = app->resume_flag || !strcmp(c->checkpoint.resume, "auto");
-    if (!automatic && !strcmp(c->checkpoint.resume, "none")) return DP_OK;
-    dp_status st = DP_OK;
-    if (app->dist.rank == 0) {
-        if (automatic) {
-            /* find it on rank 0 only: its warnings are printed once */
-            dp_checkpoint probe;
-            char warnings[4096] = "";
-            st = dp_checkpoint_load_newest(&probe, c->run.dir, path, sizeof path, warnings,
-                                           sizeof warnings, err);
-            if (warnings[0]) fprintf(stderr, "dprune: warning: %s", warnings);
-            if (st == DP_OK && path[0]) dp_checkpoint_free(&probe);
-        } else {
-            dp_config_resolve_path(c, c->checkpoint.resume, path, sizeof path);
-        }
-    }
-    if ((st = dp_dist_check(&app->dist, st, err)) != DP_OK) return st;
-    if ((st = dp_dist_bcast_bytes(&app->dist, path, sizeof path, 0, err)) != DP_OK) return st;
-    if (!path[0]) {
-        if (app->dist.rank == 0)
-            fprintf(stderr, "resume: no checkpoint in %s, starting fresh\n", c->run.dir);
-        return DP_OK;
-    }
-    dp_checkpoint ck;
-    memset(&ck, 0, sizeof ck);
-    st = dp_checkpoint_load(&ck, path, err);
-    if (st == DP_OK && strcmp(ck.model.arch, m->arch) != 0)
-        st = dp_fail(err, DP_ERR_CHECKPOINT, "checkpoint %s holds a %s but %s asks for a %s", path,
-                     ck.model.arch, c->path, m->arch);
-    if (st == DP_OK && (!ck.has_state || !ck.momentum))
-        st =
-            dp_fail(err, DP_ERR_CHECKPOINT,
-                    "checkpoint %s has no training state (an export?): it cannot be resumed", path);
-    if ((st = dp_dist_check(&app->dist, st, err)) != DP_OK) {
-        dp_checkpoint_free(&ck);
-        return st;
-    }
-    /* the checkpoint's model (maybe pruned) replaces the configured one */
-    st = trainer_replace_model(t, &ck.model, err);
-    if (st == DP_OK) {
-        dp_sgd_free(&t->opt);
-        st = dp_sgd_init(&t->opt, t->m, &c->train, err);
-    }
-    if (st == DP_OK) {
-        memcpy(t->opt.momentum, ck.momentum, sizeof(float) * t->m->n_param_floats);
-        t->opt.started = ck.momentum_started;
-        t->resume_state = ck.state;
-        t->resuming = true;
-        t->run_step = ck.state.global_step;
-        if (ck.prune_history_len) {
-            t->prune_history = malloc(ck.prune_history_len);
-            if (t->prune_history) {
-                memcpy(t->prune_history, ck.prune_history, ck.prune_history_len);
-                t->prune_history_len = ck.prune_history_len;
-            }
-        }
-        /* {"metrics_offset":N,<summary>} */
-        long offset = -1;
-        const char *js = ck.metrics_json ? ck.metrics_json : "";
-        if (sscanf(js, "{\"metrics_offset\":%ld", &offset) == 1) {
-            const char *rest = strchr(js, ',');
-            if (rest) {
-                snprintf(t->summary, sizeof t->summary, "%s", rest + 1);
-                size_t n = strlen(t->summary);
-                if (n && t->summary[n - 1] == '}') t->summary[n - 1] = 0;
-            }
-        }
-        if (app->dist.rank == 0) {
-            char mpath[DP_PATH_MAX + 32];
-            snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", c->run.dir);
-            /* only a run continuing in its own directory has lines to cut back */
-            if (automatic && offset >= 0 && truncate(mpath, offset) != 0)
-                fprintf(stderr, "dprune: warning: cannot cut %s back to the checkpoint\n", mpath);
-            fprintf(stderr, "resume: %s (%s, epoch %lld, step %lld in epoch, global step %lld)\n",
-                    path, ck.state.phase_name, (long long)ck.state.epoch,
-                    (long long)ck.state.step_in_epoch, (long long)ck.state.global_step);
-            if (ck.state.ranks != app->dist.world)
-                fprintf(stderr,
-                        "resume: saved on %d ranks, now %d: the global batch is kept, but results "
-                        "are no longer bitwise identical to an uninterrupted run\n",
-                        ck.state.ranks, app->dist.world);
-        }
-    }
-    dp_checkpoint_free(&ck);
-    return dp_dist_check(&app->dist, st, err);
-}
-
 dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err) {
     const dp_config *c = &t->app->cfg;
     int cap = t->act.cap;
@@ -543,80 +409,4 @@ void trainer_free(trainer *t) {
     if (t->act.out) dp_activations_free(&t->act, t->m);
     if (t->metrics) dp_metrics_close(t->metrics);
     memset(t, 0, sizeof *t);
-}
-
-int app_cmd_train(dp_app *app) {
-    const dp_config *c = &app->cfg;
-    dp_error err = {0};
-    dp_app_data data;
-    dp_model m;
-    memset(&m, 0, sizeof m);
-    trainer t;
-    memset(&t, 0, sizeof t);
-    dp_status st = dp_dist_check(&app->dist, app_open_data(c, &data, &err), &err);
-    if (st == DP_OK) st = dp_dist_check(&app->dist, app_build_model(app, &data, &m, &err), &err);
-    if (st == DP_OK) st = trainer_init(&t, app, &data, &m, &err);
-    if (st == DP_OK && app->dist.rank == 0)
-        fprintf(stderr,
-                "dprune %s: %s on %s, %d ranks x %d threads, OpenBLAS core %s, %lld params, "
-                "%.1f MFLOPs/sample, %lld train / %lld val / %lld test images\n",
-                DPRUNE_VERSION, m.arch, c->data.dataset, app->dist.world, app->threads,
-                dp_blas_corename(), (long long)dp_model_params(&m), dp_model_flops(&m) / 1e6,
-                (long long)data.train.n, (long long)data.val.n, (long long)data.test.n);
-    t.bn_l1 = c->prune.bn_l1;
-    if (st == DP_OK) st = trainer_resume(&t, &m, &err);
-    /* a run resumed in a fine-tuning phase has finished training (and the rounds before) */
-    if (st == DP_OK && !(t.resuming && t.resume_state.phase > 0)) st = trainer_run(&t, &err);
-    if (st == DP_OK && !t.stopped) st = app_prune(&t, &m, &err);
-    if (st == DP_OK && t.stopped && app->dist.rank == 0)
-        fprintf(stderr, "stopped on a signal; continue with: dprune --resume %s\n", c->path);
-    /* a NaN loss is found on every rank at once (the loss is allreduced): report it once */
-    if (st != DP_OK && err.code == DP_ERR_NUMERIC) st = dp_dist_check(&app->dist, st, &err);
-    trainer_free(&t);
-    dp_model_free(&m);
-    app_close_data(&data);
-    return st == DP_OK ? 0 : 1;
-}
-
-int app_cmd_eval(dp_app *app, const char *checkpoint_path) {
-    dp_error err = {0};
-    dp_checkpoint ck;
-    memset(&ck, 0, sizeof ck);
-    dp_status st = dp_checkpoint_load(&ck, checkpoint_path, &err);
-    if (st == DP_OK && !ck.config_text)
-        st = dp_fail(&err, DP_ERR_CHECKPOINT, "checkpoint %s holds no config", checkpoint_path);
-    if (st == DP_OK) {
-        /* relative paths of the stored config resolve where the config file was */
-        const char *dir = dp_ckpt_kv_get(ck.provenance, ck.n_provenance, "config_dir");
-        st = dp_config_parse(&app->cfg, ck.config_text, checkpoint_path, dir ? dir : ".", &err);
-    }
-    if ((st = dp_dist_check(&app->dist, st, &err)) != DP_OK) {
-        dp_checkpoint_free(&ck);
-        return 1;
-    }
-    app->threads = dp_threads_setup(app->cfg.run.threads);
-    app->dist.watchdog_seconds = app->cfg.dist.watchdog_seconds;
-    /* evaluation only: no run directory is written */
-    snprintf(app->cfg.run.dir, sizeof app->cfg.run.dir, "/tmp/dprune-eval-%d", (int)getpid());
-    app->cfg.checkpoint.every_epochs = 0;
-    dp_app_data data;
-    dp_model m = ck.model;
-    memset(&ck.model, 0, sizeof ck.model);
-    trainer t;
-    memset(&t, 0, sizeof t);
-    st = dp_dist_check(&app->dist, app_open_data(&app->cfg, &data, &err), &err);
-    if (st == DP_OK) st = trainer_init(&t, app, &data, &m, &err);
-    eval_result r = {0};
-    if (st == DP_OK) st = trainer_evaluate(&t, &data.test, &r, &err);
-    if (st == DP_OK && app->dist.rank == 0 && r.count > 0)
-        printf("%s: %s, %lld params, %lld FLOPs: test top1 %.2f%%  top5 %.2f%%  loss %.4f  "
-               "(%lld images)\n",
-               checkpoint_path, m.arch, (long long)dp_model_params(&m),
-               (long long)dp_model_flops(&m), 100.0 * r.top1 / r.count, 100.0 * r.top5 / r.count,
-               r.loss_sum / r.count, (long long)r.count);
-    trainer_free(&t);
-    dp_model_free(&m);
-    app_close_data(&data);
-    dp_checkpoint_free(&ck);
-    return st == DP_OK ? 0 : 1;
 }
