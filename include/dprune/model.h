@@ -133,6 +133,13 @@ void dp_model_init_weights(dp_model *m, uint64_t seed);
  * attributes, shapes re-inferred, fresh zeroed parameter/gradient/buffer storage (running var
  * 1). Used by pruning surgery, which then copies the kept slices. */
 dp_status dp_model_reshape(const dp_model *src, const int *widths, dp_model *dst, dp_error *err);
+/* Appends a node like `n` (its inputs must already be valid indices of dst) with output width
+ * `width` for conv and linear nodes; returns the new node index or -1. */
+int dp_model_add_like(dp_model *dst, const dp_node *n, int width, dp_error *err);
+/* Deployment copy with every BN that directly follows a conv or linear (its only consumer)
+ * folded into that layer's weights and bias (eval-mode arithmetic: y = s (Wx + b - mean) +
+ * beta, s = gamma / sqrt(var + eps)). Other BNs stay. dst is built fresh. */
+dp_status dp_model_fold_bn(const dp_model *src, dp_model *dst, dp_error *err);
 
 /* ---- counts ---- */
 int64_t dp_node_params(const dp_model *m, int node);

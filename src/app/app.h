@@ -110,6 +110,9 @@ int app_cmd_plan(dp_app *app);
 int app_cmd_train(dp_app *app);
 /* `dprune eval FILE`: the checkpoint's model on the test set of the config stored in it. */
 int app_cmd_eval(dp_app *app, const char *checkpoint_path);
+/* `dprune export FILE [OUT] [--fp16|--bf16]`: a deployable copy, BN folded into the layers,
+ * no optimizer or training state. Single process. */
+int app_cmd_export(const char *path, const char *out_path, dp_dtype dtype);
 int app_cmd_summary(dp_app *app);
 
 #endif

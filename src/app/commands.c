@@ -80,3 +80,48 @@ int app_cmd_eval(dp_app *app, const char *checkpoint_path) {
     dp_checkpoint_free(&ck);
     return st == DP_OK ? 0 : 1;
 }
+
+int app_cmd_export(const char *path, const char *out_path, dp_dtype dtype) {
+    dp_error err = {0};
+    dp_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    dp_model folded;
+    memset(&folded, 0, sizeof folded);
+    char out[DP_PATH_MAX + 32];
+    if (out_path) {
+        snprintf(out, sizeof out, "%s", out_path);
+    } else { /* x.dpck -> x-export.dpck */
+        snprintf(out, sizeof out, "%s", path);
+        char *dot = strrchr(out, '.');
+        if (dot && !strcmp(dot, ".dpck")) *dot = 0;
+        strncat(out, "-export.dpck", sizeof out - strlen(out) - 1);
+    }
+    dp_status st = dp_checkpoint_load(&ck, path, &err);
+    if (st == DP_OK) st = dp_model_fold_bn(&ck.model, &folded, &err);
+    if (st == DP_OK) {
+        int n = ck.n_provenance;
+        n = dp_ckpt_kv_add(ck.provenance, n, DP_CKPT_MAX_KV, "exported_from", "%s", path);
+        n = dp_ckpt_kv_add(ck.provenance, n, DP_CKPT_MAX_KV, "export", "BN folded, %s",
+                           dtype == DP_DTYPE_F16    ? "fp16"
+                           : dtype == DP_DTYPE_BF16 ? "bf16"
+                                                    : "fp32");
+        /* a deployable model: no optimizer or training state, the config for `dprune eval` */
+        dp_checkpoint_src src = {.model = &folded,
+                                 .config_text = ck.config_text,
+                                 .provenance = ck.provenance,
+                                 .n_provenance = n,
+                                 .prune_history = ck.prune_history,
+                                 .prune_history_len = ck.prune_history_len,
+                                 .metrics_json = ck.metrics_json};
+        dp_tensor_codec codec = {.dtype = dtype};
+        st = dp_checkpoint_save(&src, out, &codec, &err);
+    }
+    if (st == DP_OK)
+        printf("%s: %s, %lld params (%lld before BN folding) -> %s\n", path, folded.arch,
+               (long long)dp_model_params(&folded), (long long)dp_model_params(&ck.model), out);
+    else
+        fprintf(stderr, "dprune: error: %s\n", err.msg);
+    dp_model_free(&folded);
+    dp_checkpoint_free(&ck);
+    return st == DP_OK ? 0 : 1;
+}

@@ -7,8 +7,12 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: dprune [train] CONF        train (and prune) as the config says\n"
+            "       dprune --resume CONF       continue from the newest valid checkpoint\n"
             "       dprune summary CONF        per-layer output shape, params, FLOPs\n"
             "       dprune plan CONF           the prune plan the config would make (dry run)\n"
+            "       dprune inspect FILE        sections, provenance, state, architecture\n"
+            "       dprune eval FILE           a checkpoint on its config's test set\n"
+            "       dprune export FILE [OUT] [--fp16|--bf16]   deployable copy, BN folded\n"
             "       dprune config-help         reference of every config setting\n"
             "       dprune --version\n"
             "Run on many ranks with: mpirun -n N dprune CONF\n");
@@ -26,6 +30,19 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "config-help")) {
         dp_config_write_reference(stdout);
         return 0;
+    }
+    if (argc >= 3 && !strcmp(argv[1], "export")) {
+        dp_dtype dtype = DP_DTYPE_F32;
+        const char *out = NULL;
+        for (int i = 3; i < argc; i++) {
+            if (!strcmp(argv[i], "--fp16"))
+                dtype = DP_DTYPE_F16;
+            else if (!strcmp(argv[i], "--bf16"))
+                dtype = DP_DTYPE_BF16;
+            else
+                out = argv[i];
+        }
+        return app_cmd_export(argv[2], out, dtype);
     }
     if (argc == 3 && !strcmp(argv[1], "inspect")) {
         dp_error ierr = {0};

@@ -3,9 +3,7 @@
 #include "dprune/model.h"
 #include <string.h>
 
-/* Appends a copy of `n` (inputs already valid in dst) with output width `width` for conv and
- * linear nodes; returns the new node index or -1. */
-static int replay_node(dp_model *dst, const dp_node *n, int width, dp_error *err) {
+int dp_model_add_like(dp_model *dst, const dp_node *n, int width, dp_error *err) {
     int x = n->in[0];
     switch (n->op) {
     case DP_OP_CONV:
@@ -52,7 +50,7 @@ dp_status dp_model_reshape(const dp_model *src, const int *widths, dp_model *dst
                     : n->op == DP_OP_LINEAR ? n->a.linear.out
                                             : 0;
         if (widths && (n->op == DP_OP_CONV || n->op == DP_OP_LINEAR)) width = widths[i];
-        int idx = replay_node(dst, n, width, err);
+        int idx = dp_model_add_like(dst, n, width, err);
         if (idx < 0) {
             dp_model_free(dst);
             return err ? err->code : DP_ERR_ARG;

@@ -30,4 +30,17 @@ done
 
 OMP_NUM_THREADS=1 "$DPRUNE" plan "$TMP/corr.cfg" > "$TMP/plan.out" 2>&1 && grep -q "nothing was cut" "$TMP/plan.out" \
   && ok "dprune plan dry run" || { bad "dprune plan"; tail "$TMP/plan.out"; }
+# export (BN folded, fp32 and fp16) of the pruned model evaluates like the checkpoint
+ck="$TMP/run-corr/$(cat "$TMP/run-corr/latest")"
+if "$DPRUNE" export "$ck" "$TMP/exp.dpck" > "$TMP/exp.out" 2>&1 && "$DPRUNE" export "$ck" "$TMP/exp16.dpck" --fp16 >> "$TMP/exp.out" 2>&1; then
+  a=$(OMP_NUM_THREADS=1 "$DPRUNE" eval "$ck" 2>/dev/null | sed -n 's/.*top1 \([0-9.]*\)%.*/\1/p')
+  b=$(OMP_NUM_THREADS=1 "$DPRUNE" eval "$TMP/exp.dpck" 2>/dev/null | sed -n 's/.*top1 \([0-9.]*\)%.*/\1/p')
+  c=$(OMP_NUM_THREADS=1 "$DPRUNE" eval "$TMP/exp16.dpck" 2>/dev/null | sed -n 's/.*top1 \([0-9.]*\)%.*/\1/p')
+  awk -v a="$a" -v b="$b" -v c="$c" 'BEGIN { exit !(a != "" && b == a && (c - a < 1 && a - c < 1)) }' \
+    && ok "export: top1 $a (checkpoint) = $b (BN folded), $c (fp16)" || bad "export: top1 $a vs $b vs $c"
+  s32=$(stat -c %s "$TMP/exp.dpck"); s16=$(stat -c %s "$TMP/exp16.dpck")
+  [ $((s16 * 10)) -lt $((s32 * 6)) ] && ok "fp16 export $s16 bytes vs fp32 $s32" || bad "fp16 export not smaller: $s16 vs $s32"
+else
+  bad "export failed"; cat "$TMP/exp.out"
+fi
 finish
