@@ -120,12 +120,18 @@ int main(int argc, char **argv) {
     int max_reps = 200;
     const char *label = "-";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--min") && i + 1 < argc) min_b = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--max") && i + 1 < argc) max_b = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--max-reps") && i + 1 < argc) max_reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--label") && i + 1 < argc) label = argv[++i];
-        else if (!strcmp(argv[i], "--nap")) nap_wait = 1;
+        if (!strcmp(argv[i], "--min") && i + 1 < argc)
+            min_b = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--max") && i + 1 < argc)
+            max_b = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+            seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--max-reps") && i + 1 < argc)
+            max_reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--label") && i + 1 < argc)
+            label = argv[++i];
+        else if (!strcmp(argv[i], "--nap"))
+            nap_wait = 1;
         else {
             if (rank == 0)
                 fprintf(stderr, "usage: bench_allreduce [--min B] [--max B] [--seconds S] "
@@ -153,8 +159,8 @@ int main(int argc, char **argv) {
         printf("# bench_allreduce: %d ranks, %s, float sum in place, median of repetitions "
                "(slowest rank), label %s\n",
                world, lib, label);
-        printf("%-6s %12s %14s %14s %12s %12s\n", "label", "bytes", "iallreduce_us",
-               "allreduce_us", "nb_busbw_GBps", "b_busbw_GBps");
+        printf("%-6s %12s %14s %14s %12s %12s\n", "label", "bytes", "iallreduce_us", "allreduce_us",
+               "nb_busbw_GBps", "b_busbw_GBps");
     }
     double bytes[64], tnb[64], tb[64];
     int n = 0;

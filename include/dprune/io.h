@@ -95,8 +95,8 @@ typedef struct {
 } dp_dist_config;
 
 typedef struct {
-    int every_epochs;        /* checkpoint after every N epochs of a phase (0 = never) */
-    int keep_last;           /* checkpoints kept in run.dir */
+    int every_epochs;         /* checkpoint after every N epochs of a phase (0 = never) */
+    int keep_last;            /* checkpoints kept in run.dir */
     char resume[DP_PATH_MAX]; /* "none", "auto" (newest valid in run.dir) or a file */
 } dp_checkpoint_config;
 
@@ -107,12 +107,12 @@ typedef struct {
     double ratio;                /* uniform/global: fraction of channels removed */
     double ratios[DP_MAX_LIST];  /* ratios: per prunable group, in graph order */
     int n_ratios;
-    double target;               /* flops/params: fraction removed */
-    double tau;                  /* threshold: CorrTopo tau / CI cumulative fraction */
+    double target; /* flops/params: fraction removed */
+    double tau;    /* threshold: CorrTopo tau / CI cumulative fraction */
     int min_channels;
     double min_keep;
     int round_to;
-    char protect[DP_PATH_MAX];   /* comma-separated layer names */
+    char protect[DP_PATH_MAX]; /* comma-separated layer names */
     bool protect_first;
     bool residual;
     int rounds;
@@ -120,7 +120,7 @@ typedef struct {
     double finetune_lr;
     int calib_images;
     int bn_recalib_batches;
-    double bn_l1;                /* slim: lambda of the BN-L1 training term */
+    double bn_l1; /* slim: lambda of the BN-L1 training term */
     bool corr_topology;
     bool corr_compensate;
     bool fec_abs_mean;

@@ -56,7 +56,8 @@ void conv2d_backward_naive(const conv2d_shape *s, const float *x, const float *w
  * Training is split in steps so that sync-BN can sum statistics across ranks in between:
  *   batchnorm_sums -> (optional allreduce of the 2C doubles and the count) ->
  *   batchnorm_forward_from_sums.
- * Backward likewise: batchnorm_backward_sums -> (optional allreduce) -> batchnorm_backward_from_sums.
+ * Backward likewise: batchnorm_backward_sums -> (optional allreduce) ->
+ * batchnorm_backward_from_sums.
  */
 /* sums[0..C) = sum x, sums[C..2C) = sum x^2, over the N*HW values of each channel */
 void batchnorm_sums(int N, int C, int HW, const float *x, double *sums);

@@ -13,8 +13,10 @@ static dp_status transfer(dp_dist *d, double *acc, size_t n, int peer, bool send
     for (size_t off = 0; off < n;) { /* MPI counts are int */
         int chunk = n - off > (1u << 30) ? (1 << 30) : (int)(n - off);
         MPI_Request req;
-        if (send) MPI_Isend(acc + off, chunk, MPI_DOUBLE, peer, TAG_CHAIN, d->comm, &req);
-        else MPI_Irecv(acc + off, chunk, MPI_DOUBLE, peer, TAG_CHAIN, d->comm, &req);
+        if (send)
+            MPI_Isend(acc + off, chunk, MPI_DOUBLE, peer, TAG_CHAIN, d->comm, &req);
+        else
+            MPI_Irecv(acc + off, chunk, MPI_DOUBLE, peer, TAG_CHAIN, d->comm, &req);
         dp_status st = dp_watchdog_wait(d, &req, "statistics chain", err);
         if (st != DP_OK) return st;
         off += (size_t)chunk;

@@ -65,7 +65,8 @@ static const dp_setting dp_schema[] = {
     FLOAT(data, val_split, 0, 0, 0.5,
           "Fraction of the training set held out for validation (0 = none)."),
     BOOL(data, prefetch, true, "Load the next batch in the background while training."),
-    BOOL(data, drop_last, true, "Drop the last incomplete global training batch of an epoch; false = keep it "
+    BOOL(data, drop_last, true,
+         "Drop the last incomplete global training batch of an epoch; false = keep it "
          "(ranks take what is left of it and the gradient is the mean over those samples)."),
     INT(data, crop_pad, 0, 0, 64, "Random crop after zero-padding by this many pixels; 0 = off."),
     BOOL(data, flip, false, "Random horizontal flip."),
@@ -189,7 +190,8 @@ static const dp_setting dp_schema[] = {
          "correlation."),
     BOOL(prune, corr_compensate, false,
          "corr: fold a least-squares reconstruction of removed maps into the next conv."),
-    BOOL(prune, fec_abs_mean, false, "fec: compress each kernel by its mean absolute weight instead of its mean."),
+    BOOL(prune, fec_abs_mean, false,
+         "fec: compress each kernel by its mean absolute weight instead of its mean."),
     INT(prune, cip_steps, 4, 1, 1000, "cip: soft-pruning steps of the cubic schedule."),
     BOOL(prune, cip_phi_tanh, true, "cip: tanh feature map (false = plain NISP, phi = 1)."),
 
@@ -197,7 +199,8 @@ static const dp_setting dp_schema[] = {
     INT(checkpoint, every_epochs, 1, 0, 100000,
         "Write a checkpoint after every N epochs of training and fine-tuning; 0 = only on "
         "SIGUSR1/SIGTERM."),
-    INT(checkpoint, keep_last, 3, 1, 100000, "Checkpoints kept in run.dir (older ones are deleted)."),
+    INT(checkpoint, keep_last, 3, 1, 100000,
+        "Checkpoints kept in run.dir (older ones are deleted)."),
     STR(checkpoint, resume, "none",
         "\"none\" = start fresh, \"auto\" = continue from the newest valid checkpoint in "
         "run.dir (damaged ones are skipped with a warning), or a checkpoint file to continue "

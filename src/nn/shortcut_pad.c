@@ -9,7 +9,7 @@ void shortcut_pad_forward(int N, int C, int H, int W, int K, int stride, int pad
     memset(y, 0, sizeof(float) * (size_t)N * K * P * Q);
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
-            const float *xp = x + ((size_t)n * C + c) * H * W;     // [H, W]
+            const float *xp = x + ((size_t)n * C + c) * H * W;        // [H, W]
             float *yp = y + ((size_t)n * K + pad_before + c) * P * Q; // [P, Q]
             for (int p = 0; p < P; p++)
                 for (int q = 0; q < Q; q++) yp[p * Q + q] = xp[(p * stride) * W + q * stride];

@@ -353,8 +353,14 @@ static void test_imagefolder_threads(void) {
  * from there on, with prefetch on and off; a start past the end is refused. */
 static void test_start_at(const dp_split *sp) {
     for (int pf = 0; pf < 2; pf++) {
-        dp_loader_config cfg = {.split = sp, .aug = &AUG, .train = true, .shuffle = true,
-                                .prefetch = pf, .global_batch = 16, .world = 1, .seed = 5};
+        dp_loader_config cfg = {.split = sp,
+                                .aug = &AUG,
+                                .train = true,
+                                .shuffle = true,
+                                .prefetch = pf,
+                                .global_batch = 16,
+                                .world = 1,
+                                .seed = 5};
         epoch_rec full;
         record_epoch(cfg, 2, &full);
         dp_loader *ld = NULL;
