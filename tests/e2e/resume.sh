@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Crash-safe resume on 2 ranks: a run stopped by SIGUSR1 (through mpirun) and runs killed with
 # SIGKILL at seeded random moments (during steps, checkpoint writes, calibration or surgery)
-# are resumed with --resume until they finish; their final model, BN buffers and momentum are
+# are resumed with --resume until they # a checkpoint from 2 ranks resumed on 1 rank: works (same global batch), and says that
+# bitwise identity no longer holds
+mkdir -p "$TMP/d" && cp "$TMP/a/$(cat "$TMP/a/latest")" "$TMP/d/" && cat "$TMP/a/latest" > "$TMP/d/latest"
+conf "$TMP/d" > "$TMP/d.cfg"
+sed -i 's/finetune_epochs = 2/finetune_epochs = 3/' "$TMP/d.cfg"   # one more epoch to run
+run_mpi 1 300 --resume "$TMP/d.cfg"
+[ "$rc" -eq 0 ] && grep -q "saved on 2 ranks, now 1" "$TMP/out" && grep -q "finetune1 epoch 3/3" "$TMP/out" \
+  && ok "2-rank checkpoint resumed on 1 rank, with the note" || { bad "rank-count change: exit $rc"; tail "$TMP/out"; }
+finish; their final model, BN buffers and momentum are
 # bitwise those of an uninterrupted run. Metrics lines are not duplicated.
 # Replay a failure with DPRUNE_KILL_SEED=<printed seed>.
 source "$(dirname "$0")/lib/common.sh"
@@ -54,11 +62,27 @@ for attempt in 1 2 3 4 5 6 7 8; do
   if [ "$rc" -eq 0 ] && grep -q "prune_summary" "$TMP/c/metrics.jsonl" 2>/dev/null; then break; fi
   kills=$((kills + 1))
 done
-run_mpi 2 300 --resume "$TMP/c.cfg"   # finishes (or finds the run complete)
+run_mpi 2 300 --resume "$TMP/c.cfg"   # # a checkpoint from 2 ranks resumed on 1 rank: works (same global batch), and says that
+# bitwise identity no longer holds
+mkdir -p "$TMP/d" && cp "$TMP/a/$(cat "$TMP/a/latest")" "$TMP/d/" && cat "$TMP/a/latest" > "$TMP/d/latest"
+conf "$TMP/d" > "$TMP/d.cfg"
+sed -i 's/finetune_epochs = 2/finetune_epochs = 3/' "$TMP/d.cfg"   # one more epoch to run
+run_mpi 1 300 --resume "$TMP/d.cfg"
+[ "$rc" -eq 0 ] && grep -q "saved on 2 ranks, now 1" "$TMP/out" && grep -q "finetune1 epoch 3/3" "$TMP/out" \
+  && ok "2-rank checkpoint resumed on 1 rank, with the note" || { bad "rank-count change: exit $rc"; tail "$TMP/out"; }
+finishes (or finds the run complete)
 got=$(final_fp "$TMP/c")
 [ "$got" = "$want" ] && ok "SIGKILL x$kills + resume: bitwise identical" \
   || { bad "SIGKILL x$kills + resume differs"; echo "got $got"; echo "want $want"; tail -5 "$TMP/out"; }
 # every epoch line once, as in the uninterrupted run
 steps_c=$(grep -c '"type":"epoch"' "$TMP/c/metrics.jsonl")
 [ "$steps_c" = "$steps_a" ] && ok "metrics not duplicated ($steps_c epoch lines)" || bad "metrics: $steps_c epoch lines vs $steps_a"
+# a checkpoint from 2 ranks resumed on 1 rank: works (same global batch), and says that
+# bitwise identity no longer holds
+mkdir -p "$TMP/d" && cp "$TMP/a/$(cat "$TMP/a/latest")" "$TMP/d/" && cat "$TMP/a/latest" > "$TMP/d/latest"
+conf "$TMP/d" > "$TMP/d.cfg"
+sed -i 's/finetune_epochs = 2/finetune_epochs = 3/' "$TMP/d.cfg"   # one more epoch to run
+run_mpi 1 300 --resume "$TMP/d.cfg"
+[ "$rc" -eq 0 ] && grep -q "saved on 2 ranks, now 1" "$TMP/out" && grep -q "finetune1 epoch 3/3" "$TMP/out" \
+  && ok "2-rank checkpoint resumed on 1 rank, with the note" || { bad "rank-count change: exit $rc"; tail "$TMP/out"; }
 finish
