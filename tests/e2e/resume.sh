@@ -1,15 +1,7 @@
 #!/usr/bin/env bash
 # Crash-safe resume on 2 ranks: a run stopped by SIGUSR1 (through mpirun) and runs killed with
 # SIGKILL at seeded random moments (during steps, checkpoint writes, calibration or surgery)
-# are resumed with --resume until they # a checkpoint from 2 ranks resumed on 1 rank: works (same global batch), and says that
-# bitwise identity no longer holds
-mkdir -p "$TMP/d" && cp "$TMP/a/$(cat "$TMP/a/latest")" "$TMP/d/" && cat "$TMP/a/latest" > "$TMP/d/latest"
-conf "$TMP/d" > "$TMP/d.cfg"
-sed -i 's/finetune_epochs = 2/finetune_epochs = 3/' "$TMP/d.cfg"   # one more epoch to run
-run_mpi 1 300 --resume "$TMP/d.cfg"
-[ "$rc" -eq 0 ] && grep -q "saved on 2 ranks, now 1" "$TMP/out" && grep -q "finetune1 epoch 3/3" "$TMP/out" \
-  && ok "2-rank checkpoint resumed on 1 rank, with the note" || { bad "rank-count change: exit $rc"; tail "$TMP/out"; }
-finish; their final model, BN buffers and momentum are
+# are resumed with --resume until they finish; their final model, BN buffers and momentum are
 # bitwise those of an uninterrupted run. Metrics lines are not duplicated.
 # Replay a failure with DPRUNE_KILL_SEED=<printed seed>.
 source "$(dirname "$0")/lib/common.sh"
@@ -31,7 +23,9 @@ CFG
 final_fp() { "$DPRUNE" inspect "$1/$(cat "$1/latest")" | grep fingerprint; }
 
 conf "$TMP/a" > "$TMP/a.cfg"
+t0=$(date +%s%N)
 run_mpi 2 300 "$TMP/a.cfg"
+span_ms=$(( ($(date +%s%N) - t0) / 1000000 ))   # kills land inside a run of this length
 [ "$rc" -eq 0 ] && ok "uninterrupted run" || { bad "uninterrupted run exit $rc"; tail "$TMP/out"; }
 want=$(final_fp "$TMP/a")
 steps_a=$(grep -c '"type":"epoch"' "$TMP/a/metrics.jsonl")
@@ -52,26 +46,19 @@ run_mpi 2 300 --resume "$TMP/b.cfg"
 conf "$TMP/c" > "$TMP/c.cfg"
 kills=0
 for attempt in 1 2 3 4 5 6 7 8; do
-  delay=$(( (RANDOM % 40) + 5 ))   # tenths of a second
+  delay_ms=$(( span_ms / 10 + (RANDOM * 32768 + RANDOM) % (span_ms * 8 / 10 + 1) ))
   "$SRC/launch/mpirun" 2 "$DPRUNE" --resume "$TMP/c.cfg" > "$TMP/c.out" 2>&1 &
   pid=$!
-  ( sleep "$(echo "$delay" | sed 's/\(.\)$/.\1/')"; pkill -KILL -f "dprune --resume $TMP/c.cfg" ) &
+  ( sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"; pkill -KILL -f "dprune --resume $TMP/c.cfg" ) &
   killer=$!
   wait "$pid"; rc=$?
   kill "$killer" 2>/dev/null; wait "$killer" 2>/dev/null
   if [ "$rc" -eq 0 ] && grep -q "prune_summary" "$TMP/c/metrics.jsonl" 2>/dev/null; then break; fi
   kills=$((kills + 1))
 done
-run_mpi 2 300 --resume "$TMP/c.cfg"   # # a checkpoint from 2 ranks resumed on 1 rank: works (same global batch), and says that
-# bitwise identity no longer holds
-mkdir -p "$TMP/d" && cp "$TMP/a/$(cat "$TMP/a/latest")" "$TMP/d/" && cat "$TMP/a/latest" > "$TMP/d/latest"
-conf "$TMP/d" > "$TMP/d.cfg"
-sed -i 's/finetune_epochs = 2/finetune_epochs = 3/' "$TMP/d.cfg"   # one more epoch to run
-run_mpi 1 300 --resume "$TMP/d.cfg"
-[ "$rc" -eq 0 ] && grep -q "saved on 2 ranks, now 1" "$TMP/out" && grep -q "finetune1 epoch 3/3" "$TMP/out" \
-  && ok "2-rank checkpoint resumed on 1 rank, with the note" || { bad "rank-count change: exit $rc"; tail "$TMP/out"; }
-finishes (or finds the run complete)
+run_mpi 2 300 --resume "$TMP/c.cfg"   # finishes (or finds the run complete)
 got=$(final_fp "$TMP/c")
+[ "$kills" -ge 1 ] && ok "killed $kills times (run of ${span_ms} ms)" || bad "no kill landed inside the run"
 [ "$got" = "$want" ] && ok "SIGKILL x$kills + resume: bitwise identical" \
   || { bad "SIGKILL x$kills + resume differs"; echo "got $got"; echo "want $want"; tail -5 "$TMP/out"; }
 # every epoch line once, as in the uninterrupted run
