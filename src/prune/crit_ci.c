@@ -62,6 +62,15 @@ static int sym_eigvals(int m, double *S, double *w, double *work, int lwork) {
     return info;
 }
 
+// the arguments every CI route checks first
+static dp_status check_ci_args(int C, int P, size_t ws_len, dp_error *err) {
+    if (C <= 0 || P <= 0) return dp_fail(err, DP_ERR_ARG, "ci: empty map %d x %d", C, P);
+    if (ws_len < dp_ci_workspace_doubles(C, P))
+        return dp_fail(err, DP_ERR_ARG, "ci: workspace of %zu doubles, need %zu", ws_len,
+                       dp_ci_workspace_doubles(C, P));
+    return DP_OK;
+}
+
 // sum sqrt(eig), eigenvalues below tol are rounding noise of a zero singular value
 static double nuclear_from_eig(int m, const double *w, double tol) {
     double acc = 0;
@@ -71,10 +80,8 @@ static double nuclear_from_eig(int m, const double *w, double tol) {
 
 dp_status dp_ci_image_eig(int C, int P, const float *A, double *ci, double *ws, size_t ws_len,
                           dp_error *err) {
-    if (C <= 0 || P <= 0) return dp_fail(err, DP_ERR_ARG, "ci: empty map %d x %d", C, P);
-    if (ws_len < dp_ci_workspace_doubles(C, P))
-        return dp_fail(err, DP_ERR_ARG, "ci: workspace of %zu doubles, need %zu", ws_len,
-                       dp_ci_workspace_doubles(C, P));
+    dp_status arg_st = check_ci_args(C, P, ws_len, err);
+    if (arg_st != DP_OK) return arg_st;
     int gram_rows = C <= P; // G = A A^T (C x C), else A^T A (P x P)
     int m = gram_rows ? C : P;
     size_t CP = (size_t)C * P, mm = (size_t)m * m;
@@ -190,10 +197,8 @@ static int downdate_eigs(int m, const double *lam, const double *w, double *mu, 
 
 dp_status dp_ci_image(int C, int P, const float *A, double *ci, double *ws, size_t ws_len,
                       dp_error *err) {
-    if (C <= 0 || P <= 0) return dp_fail(err, DP_ERR_ARG, "ci: empty map %d x %d", C, P);
-    if (ws_len < dp_ci_workspace_doubles(C, P))
-        return dp_fail(err, DP_ERR_ARG, "ci: workspace of %zu doubles, need %zu", ws_len,
-                       dp_ci_workspace_doubles(C, P));
+    dp_status arg_st = check_ci_args(C, P, ws_len, err);
+    if (arg_st != DP_OK) return arg_st;
     int gram_rows = C <= P; // G = A A^T (C x C), else A^T A (P x P)
     int m = gram_rows ? C : P;
     size_t CP = (size_t)C * P, mm = (size_t)m * m;
@@ -249,10 +254,8 @@ static int svd_vals(int rows, int P, double *R, double *s, double *work, int lwo
 
 dp_status dp_ci_image_direct(int C, int P, const float *A, double *ci, double *ws, size_t ws_len,
                              dp_error *err) {
-    if (C <= 0 || P <= 0) return dp_fail(err, DP_ERR_ARG, "ci: empty map %d x %d", C, P);
-    if (ws_len < dp_ci_workspace_doubles(C, P))
-        return dp_fail(err, DP_ERR_ARG, "ci: workspace of %zu doubles, need %zu", ws_len,
-                       dp_ci_workspace_doubles(C, P));
+    dp_status arg_st = check_ci_args(C, P, ws_len, err);
+    if (arg_st != DP_OK) return arg_st;
     size_t CP = (size_t)C * P;
     int m = imin(C, P);
     double *Ad = ws, *R = Ad + CP, *s = R + CP, *work = s + m;
