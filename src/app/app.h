@@ -113,6 +113,14 @@ int app_cmd_eval(dp_app *app, const char *checkpoint_path);
 /* `dprune export FILE [OUT] [--fp16|--bf16]`: a deployable copy, BN folded into the layers,
  * no optimizer or training state. Single process. */
 int app_cmd_export(const char *path, const char *out_path, dp_dtype dtype);
+/* The PyTorch bridge's file side (app/bridge.c, tools/dprune_torch.py): dump a checkpoint as
+ * arch.json + raw float32 tensors; import such tensors into the configured model; logits of
+ * a checkpoint for raw float32 inputs. */
+int app_cmd_dump(const char *path, const char *dir);
+int app_cmd_import(dp_app *app, const char *dir, const char *out);
+/* `dprune init CONF OUT`: the configured model, freshly initialised, as a checkpoint. */
+int app_cmd_init(dp_app *app, const char *out);
+int app_cmd_logits(const char *path, const char *in_path, int N, const char *out_path);
 int app_cmd_summary(dp_app *app);
 
 #endif

@@ -13,6 +13,10 @@ static void usage(FILE *out) {
             "       dprune inspect FILE        sections, provenance, state, architecture\n"
             "       dprune eval FILE           a checkpoint on its config's test set\n"
             "       dprune export FILE [OUT] [--fp16|--bf16]   deployable copy, BN folded\n"
+            "       dprune init CONF OUT       the configured model, freshly initialised\n"
+            "       dprune dump FILE DIR       arch.json + raw float32 tensors (PyTorch bridge)\n"
+            "       dprune import CONF DIR OUT tensors of DIR into CONF's model, saved as OUT\n"
+            "       dprune logits FILE IN N OUT  eval logits of N raw float32 inputs\n"
             "       dprune config-help         reference of every config setting\n"
             "       dprune --version\n"
             "Run on many ranks with: mpirun -n N dprune CONF\n");
@@ -44,6 +48,9 @@ int main(int argc, char **argv) {
         }
         return app_cmd_export(argv[2], out, dtype);
     }
+    if (argc == 4 && !strcmp(argv[1], "dump")) return app_cmd_dump(argv[2], argv[3]);
+    if (argc == 6 && !strcmp(argv[1], "logits"))
+        return app_cmd_logits(argv[2], argv[3], atoi(argv[4]), argv[5]);
     if (argc == 3 && !strcmp(argv[1], "inspect")) {
         dp_error ierr = {0};
         if (dp_checkpoint_inspect(argv[2], stdout, true, &ierr) != DP_OK) {
@@ -57,12 +64,16 @@ int main(int argc, char **argv) {
     bool resume = false;
     int first = 1;
     if (argc > 1 && !strcmp(argv[1], "--resume")) resume = true, first = 2;
-    if (argc == first + 1)
+    if (argc == first + 4 && !strcmp(argv[first], "import"))
+        cmd = "import", conf = argv[first + 1];
+    else if (argc == first + 3 && !strcmp(argv[first], "init"))
+        cmd = "init", conf = argv[first + 1];
+    else if (argc == first + 1)
         conf = argv[first];
     else if (argc == first + 2)
         cmd = argv[first], conf = argv[first + 1];
     if (!conf || (strcmp(cmd, "train") && strcmp(cmd, "summary") && strcmp(cmd, "plan") &&
-                  strcmp(cmd, "eval"))) {
+                  strcmp(cmd, "import") && strcmp(cmd, "init") && strcmp(cmd, "eval"))) {
         usage(stderr);
         return 2;
     }
@@ -76,6 +87,16 @@ int main(int argc, char **argv) {
     }
     int rc = 1;
     app.resume_flag = resume;
+    if (!strcmp(cmd, "import") || !strcmp(cmd, "init")) { /* single-process file tools */
+        if (dp_dist_check(&app.dist, app_load_config(&app, conf, &err), &err) == DP_OK) {
+            app.threads = dp_threads_setup(app.cfg.run.threads);
+            rc = !strcmp(cmd, "init") ? app_cmd_init(&app, argv[first + 2])
+                                      : app_cmd_import(&app, argv[first + 2], argv[first + 3]);
+        }
+        free(app.cfg_text);
+        dp_dist_finalize();
+        return rc;
+    }
     app_signals_install();
     if (!strcmp(cmd, "eval")) {
         rc = app_cmd_eval(&app, conf);
