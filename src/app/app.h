@@ -62,6 +62,7 @@ typedef struct {
     int phase_index;           /* 0 = training, r = fine-tuning after prune round r */
     int64_t run_step;          /* optimizer steps since the run began (all phases) */
     double bn_l1;              /* slim: lambda of the BN-L1 term (0 = off) */
+    bool bn_identical;         /* BN running statistics known equal on every rank */
     /* checkpoints */
     dp_ckpt_writer *writer; /* rank 0 */
     bool resuming;          /* resume_state not yet consumed by trainer_run */
@@ -92,6 +93,8 @@ void trainer_report_eval(trainer *t, const char *split, int epoch, const eval_re
 /* Per-rank BN running statistics averaged across ranks, so every rank holds the same model
  * (before evaluations and checkpoints; a no-op with sync-BN). Collective. */
 dp_status trainer_average_bn(trainer *t, dp_error *err);
+/* After a train-mode forward: per-rank BN statistics have moved apart (not with sync-BN). */
+void trainer_bn_updated(trainer *t);
 /* After surgery: *t->m is freed and becomes `fresh` (moved; fresh is zeroed); activations and
  * gradient buckets are rebuilt (the optimizer's momentum was sliced by the surgery).
  * Collective. */

@@ -39,13 +39,9 @@ typedef struct {
     double *shift; /* corr: k [C] */
 } accumulator;
 
-typedef struct {
-    const accumulator *acc;
-} fold_ctx;
-
 static void fold_own_blocks(void *ctx, double *total) {
-    const fold_ctx *f = ctx;
-    dp_calib_fold(&f->acc->parts, total);
+    const accumulator *a = ctx;
+    dp_calib_fold(&a->parts, total);
 }
 
 static dp_status add_block(const dp_app_data *d, const calib_set *set, int64_t first, int n,
@@ -190,8 +186,7 @@ dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, cons
             st = dp_fail(err, DP_ERR_NOMEM, "calibration: out of memory");
             break;
         }
-        fold_ctx f = {a};
-        st = dp_dist_chain_fold(dist, total, len, fold_own_blocks, &f, err);
+        st = dp_dist_chain_fold(dist, total, len, fold_own_blocks, a, err);
         if (st == DP_OK) st = dp_dist_chain_fold_finish(dist, total, len, err);
         if (st == DP_OK && dist->rank == 0) {
             if (!r->total[a->group]) {

@@ -1,4 +1,5 @@
-/* The subcommands that run training: `dprune [--resume] CONF` and `dprune eval FILE`. */
+/* Subcommands on a config or a checkpoint: `dprune [--resume] CONF`, `summary`, `eval`, `export`.
+ */
 #include "app.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,5 +124,21 @@ int app_cmd_export(const char *path, const char *out_path, dp_dtype dtype) {
         fprintf(stderr, "dprune: error: %s\n", err.msg);
     dp_model_free(&folded);
     dp_checkpoint_free(&ck);
+    return st == DP_OK ? 0 : 1;
+}
+
+int app_cmd_summary(dp_app *app) {
+    dp_error err = {0};
+    dp_app_data d;
+    dp_model m;
+    memset(&m, 0, sizeof m);
+    dp_status st = dp_dist_check(&app->dist, app_open_data(&app->cfg, &d, &err), &err);
+    if (st == DP_OK) st = dp_dist_check(&app->dist, app_build_model(app, &d, &m, &err), &err);
+    if (st == DP_OK && app->dist.rank == 0) {
+        printf("%s, input %dx%dx%d, %d classes\n", m.arch, m.in_c, m.in_h, m.in_w, m.num_classes);
+        dp_model_summary(&m, stdout);
+    }
+    dp_model_free(&m);
+    app_close_data(&d);
     return st == DP_OK ? 0 : 1;
 }

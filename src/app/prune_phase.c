@@ -234,6 +234,7 @@ static dp_status reestimate_bn(trainer *t, int batches, dp_error *err) {
                               .sample_keys = t->keys,
                               .hooks = &t->hooks};
         dp_model_forward(m, &t->act, b.x, b.n, &fo);
+        trainer_bn_updated(t);
     }
     for (int i = 0; i < m->n_nodes; i++)
         if (m->nodes[i].op == DP_OP_BN) m->nodes[i].a.bn.momentum = 0.1f;
@@ -356,9 +357,9 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     dp_status st = DP_OK;
     int infer_batch = t->micro_global < 64 ? t->micro_global : 64;
     bool resumed_pruned = t->resuming && t->resume_state.phase > 0;
-    if (resumed_pruned && facts_from_summary(t->summary, m, &before)) {
-        /* the baseline was measured before the interruption */
-    } else {
+    /* a run resumed after its surgery measured the baseline before the interruption */
+    if (!(resumed_pruned && facts_from_summary(t->summary, m, &before))) {
+        facts_free(&before); /* what a partial parse may have allocated */
         facts_take(m, &before);
         st = test_accuracy(t, "baseline", 0, &before.top1, &before.top5, err);
         before.images_per_s = measure_inference(m, infer_batch);
@@ -368,7 +369,6 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     ft.epochs = pc->finetune_epochs;
     ft.lr = pc->finetune_lr;
     ft.warmup_epochs = 0;
-    ft.schedule[0] = 0;
     snprintf(ft.schedule, sizeof ft.schedule, "cosine");
     char phase[32];
     for (int round = 1; round <= pc->rounds && st == DP_OK; round++) {

@@ -165,19 +165,3 @@ dp_status app_build_model(dp_app *app, const dp_app_data *d, dp_model *m, dp_err
                                  err);
     return st;
 }
-
-int app_cmd_summary(dp_app *app) {
-    dp_error err = {0};
-    dp_app_data d;
-    dp_model m;
-    memset(&m, 0, sizeof m);
-    dp_status st = dp_dist_check(&app->dist, app_open_data(&app->cfg, &d, &err), &err);
-    if (st == DP_OK) st = dp_dist_check(&app->dist, app_build_model(app, &d, &m, &err), &err);
-    if (st == DP_OK && app->dist.rank == 0) {
-        printf("%s, input %dx%dx%d, %d classes\n", m.arch, m.in_c, m.in_h, m.in_w, m.num_classes);
-        dp_model_summary(&m, stdout);
-    }
-    dp_model_free(&m);
-    app_close_data(&d);
-    return st == DP_OK ? 0 : 1;
-}

@@ -68,15 +68,21 @@ static dp_status open_metrics(trainer *t, dp_error *err) {
 }
 
 /* Every rank holds its own BN running statistics (batch statistics are per rank); averaging
- * them before evaluation makes every rank hold the same model. */
+ * them before evaluation makes every rank hold the same model. Skipped while they are known to
+ * be identical already (after a broadcast, a resume, an earlier average with no training step
+ * since, or always with sync-BN): that saves a collective, and averaging identical values in
+ * float is not always exact. */
 dp_status trainer_average_bn(trainer *t, dp_error *err) {
     int world = t->app->dist.world;
-    /* with sync-BN every rank already holds the same statistics (and averaging identical
-     * values in float is not always exact) */
-    if (world == 1 || t->m->n_buffer_floats == 0 || t->app->cfg.dist.sync_bn) return DP_OK;
+    if (world == 1 || t->m->n_buffer_floats == 0 || t->bn_identical) return DP_OK;
     dp_status st = dp_dist_sum_float(&t->app->dist, t->m->buffer_data, t->m->n_buffer_floats, err);
     for (size_t i = 0; i < t->m->n_buffer_floats; i++) t->m->buffer_data[i] /= (float)world;
+    t->bn_identical = st == DP_OK;
     return st;
+}
+
+void trainer_bn_updated(trainer *t) {
+    if (!t->app->cfg.dist.sync_bn) t->bn_identical = false; /* per-rank batch statistics */
 }
 
 dp_status trainer_evaluate(trainer *t, const dp_split *split, eval_result *r, dp_error *err) {
@@ -183,6 +189,7 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
                               .sample_keys = t->keys,
                               .hooks = &t->hooks};
         dp_model_forward(m, &t->act, b.x, b.n, &fo);
+        trainer_bn_updated(t);
         float *dlogits = t->act.dout[last];
         memset(dlogits, 0, sizeof(float) * (size_t)b.n * K);
         local[0] += softmax_xent_forward_backward(b.n, K, t->act.out[last], b.y,
@@ -358,6 +365,7 @@ dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, 
     t->micro_global = per_step;
     t->tc = &c->train;
     t->phase = "train";
+    t->bn_identical = true; /* rank 0's initial or loaded model was broadcast */
     dp_status st = dp_dist_check(&app->dist, v, err);
     if (st != DP_OK) return st;
     int cap = (t->micro_global + app->dist.world - 1) / app->dist.world;

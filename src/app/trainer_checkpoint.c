@@ -101,6 +101,7 @@ dp_status trainer_resume(trainer *t, dp_model *m, dp_error *err) {
         t->opt.started = ck.momentum_started;
         t->resume_state = ck.state;
         t->resuming = true;
+        t->bn_identical = true; /* every rank read the same file */
         t->run_step = ck.state.global_step;
         if (ck.prune_history_len) {
             t->prune_history = malloc(ck.prune_history_len);

@@ -28,7 +28,6 @@ struct dp_grad_sync {
     bool overlap, active;
     size_t total;
     double wait_seconds; /* time spent blocked in finish() (communication not hidden) */
-    double comm_seconds; /* blocking mode: time in the allreduce */
 };
 
 dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m, size_t first_bytes,
@@ -103,7 +102,6 @@ dp_status dp_grad_sync_finish(dp_grad_sync *g, dp_error *err) {
     if (!g->overlap) {
         /* the comparison mode: one blocking allreduce of the whole buffer */
         dp_status st = dp_dist_sum_float(g->dist, g->grad, g->total, err);
-        g->comm_seconds += dp_now_seconds() - t0;
         g->wait_seconds += dp_now_seconds() - t0;
         return st;
     }
@@ -122,5 +120,5 @@ double dp_grad_sync_wait_seconds(const dp_grad_sync *g) {
 }
 
 void dp_grad_sync_reset_timers(dp_grad_sync *g) {
-    g->wait_seconds = g->comm_seconds = 0;
+    g->wait_seconds = 0;
 }

@@ -2,7 +2,7 @@
  * runs the one-rank computation alone (MPI_COMM_SELF) and the bytes are compared. */
 #include "app.h"
 #include "calibrate.h"
-#include "testutil.h"
+#include "mpi_testutil.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,10 +96,5 @@ int main(int argc, char **argv) {
     check_criterion(&app, "hrank", "uniform");
     check_criterion(&app, "ci", "flops");
     check_criterion(&app, "l1", "global");
-    int64_t failed = dp_test_failed;
-    dp_dist_sum_i64(&app.dist, &failed, 1, &err);
-    int rc = app.dist.rank == 0 ? dp_test_finish() : 0;
-    if (failed > 0) rc = 1;
-    dp_dist_finalize();
-    return rc;
+    return dp_test_finish_mpi(&app.dist);
 }

@@ -6,7 +6,7 @@
  * - all ranks hold bitwise-identical parameters; the same seed twice is bitwise identical
  * - sharded evaluation on W ranks gives exactly the single-rank counts */
 #include "app.h"
-#include "testutil.h"
+#include "mpi_testutil.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,11 +202,5 @@ int main(int argc, char **argv) {
     test_ranks_match_one_rank(&app);
     test_accumulation_matches_ranks(&app, true);
     test_accumulation_matches_ranks(&app, false);
-    int failed = dp_test_failed;
-    int64_t total = failed;
-    dp_dist_sum_i64(&app.dist, &total, 1, &err);
-    int rc = app.dist.rank == 0 ? dp_test_finish() : (failed ? 1 : 0);
-    if (total > 0) rc = 1;
-    dp_dist_finalize();
-    return rc;
+    return dp_test_finish_mpi(&app.dist);
 }

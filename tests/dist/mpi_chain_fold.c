@@ -1,7 +1,7 @@
 /* The statistics chain gives bitwise the one-rank total on any rank count: rank 0 recomputes
  * the sequential block-order sum itself and compares bits. Run with 1, 2 and 4 ranks. */
 #include "dprune/dist.h"
-#include "testutil.h"
+#include "mpi_testutil.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +55,5 @@ int main(int argc, char **argv) {
         free(rev);
     }
     free(total);
-    int rc = d.rank == 0 ? dp_test_finish() : (dp_test_failed ? 1 : 0);
-    dp_dist_finalize();
-    return rc;
+    return dp_test_finish_mpi(&d);
 }
