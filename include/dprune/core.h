@@ -51,6 +51,7 @@ enum { /* purposes: distinct streams for the same sample */
        DP_RNG_DROPOUT = 4,
        DP_RNG_SPLIT = 5,
        DP_RNG_PRUNE = 6,
+       DP_RNG_CLUSTER = 7,
 };
 
 uint64_t dp_hash64(uint64_t x);

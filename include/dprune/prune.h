@@ -210,10 +210,12 @@ dp_status dp_plan_render(const dp_plan *p, const dp_model *m, const dp_groups *g
 /* ======================= surgery ======================= */
 
 typedef struct {
-    /* Hook point for later: called after the kept slices are copied, e.g. to fold the removed
-     * channels' mean contribution into the consumers' biases. NULL = nothing. */
+    /* Called after the kept slices are copied, to fold what the removed channels contributed
+     * into the new model (C-SGD's merge adds removed members' consumer slices into the kept
+     * member's). Momentum pointers are NULL without an optimizer. NULL = nothing. */
     dp_status (*fold_removed)(void *ctx, const dp_model *old_m, const dp_groups *gs,
-                              const dp_plan *p, dp_model *new_m, dp_error *err);
+                              const dp_plan *p, const float *old_momentum, dp_model *new_m,
+                              float *new_momentum, dp_error *err);
     void *fold_ctx;
 } dp_surgery_opts;
 

@@ -140,7 +140,9 @@ dp_status dp_surgery(const dp_model *m, const dp_groups *gs, const dp_plan *p, d
         }
     }
     copy_model(m, maps, opt ? opt->momentum : NULL, out, momentum);
-    if (o && o->fold_removed && (st = o->fold_removed(o->fold_ctx, m, gs, p, out, err)) != DP_OK)
+    if (o && o->fold_removed &&
+        (st = o->fold_removed(o->fold_ctx, m, gs, p, opt ? opt->momentum : NULL, out, momentum,
+                              err)) != DP_OK)
         goto done;
     if (momentum) {
         dp_free(opt->momentum);
