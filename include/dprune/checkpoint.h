@@ -52,6 +52,8 @@ typedef struct {
     const void *prune_history; /* opaque bytes from prune/ */
     size_t prune_history_len;
     const char *metrics_json; /* metrics summary */
+    const void *csgd_state;   /* opaque bytes from prune/ (C-SGD clusters), saved mid-phase */
+    size_t csgd_state_len;
 } dp_checkpoint_src;
 
 /* A checkpoint in memory: a loaded file, or a snapshot owning copies of everything. */
@@ -67,6 +69,8 @@ typedef struct {
     uint8_t *prune_history; /* NULL when absent */
     size_t prune_history_len;
     char *metrics_json; /* NULL when absent */
+    uint8_t *csgd_state; /* NULL when absent */
+    size_t csgd_state_len;
     /* filled on load */
     uint16_t format_major, format_minor;
     dp_dtype param_dtype; /* stored precision of the parameters */

@@ -102,7 +102,7 @@ typedef struct {
 
 typedef struct {
     char criterion[DP_NAME_MAX]; /* none | l1 | l2 | slim | fpgm | fec | random | hrank | corr |
-                                    ci | cip */
+                                    ci | cip | csgd */
     char budget[DP_NAME_MAX];    /* uniform | ratios | global | flops | params | threshold */
     double ratio;                /* uniform/global: fraction of channels removed */
     double ratios[DP_MAX_LIST];  /* ratios: per prunable group, in graph order */
@@ -128,6 +128,21 @@ typedef struct {
     bool cip_phi_tanh;
 } dp_prune_config;
 
+/* C-SGD (prune.criterion = "csgd"): METHODS.md section 6. */
+typedef struct {
+    char clusters[DP_NAME_MAX]; /* kmeans | even */
+    int kmeans_inits;
+    double centripetal;  /* eps of kernels; BN gamma/beta and biases get vector_ratio * it */
+    double vector_ratio;
+    int epochs;          /* limit of each C-SGD phase */
+    double lr;           /* peak learning rate of a C-SGD phase */
+    char schedule[DP_NAME_MAX]; /* constant | cosine */
+    double threshold;    /* the phase ends once the relative deviation is below this */
+    char merge_keep[DP_NAME_MAX]; /* first | mean */
+    char merge_bn[DP_NAME_MAX];   /* average | reestimate */
+    char target[DP_NAME_MAX];     /* budget | base_width */
+} dp_csgd_config;
+
 typedef struct {
     char path[DP_PATH_MAX];     /* the file the config came from ("" = a string) */
     char base_dir[DP_PATH_MAX]; /* directory for relative paths */
@@ -138,6 +153,7 @@ typedef struct {
     dp_train_config train;
     dp_dist_config dist;
     dp_prune_config prune;
+    dp_csgd_config csgd;
     dp_checkpoint_config checkpoint;
 } dp_config;
 

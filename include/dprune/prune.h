@@ -190,6 +190,12 @@ dp_status dp_plan_from_scores(const dp_model *m, const dp_groups *gs, const dp_s
  * reached is in p->achieved. */
 dp_status dp_plan_make(const dp_model *m, const dp_groups *gs, const dp_scores *sc,
                        const dp_budget *b, const char *criterion, dp_plan *p, dp_error *err);
+/* Data-free widths (C-SGD decides widths before it has scores): keep counts of every group
+ * for a UNIFORM / GLOBAL ratio, PER_GROUP ratios, or a FLOPS / PARAMS target met by one
+ * uniform ratio (bisection; the closest wins). *achieved (may be NULL): the FLOPs (params for
+ * PARAMS) reduction reached. */
+dp_status dp_budget_widths(const dp_model *m, const dp_groups *gs, const dp_budget *b, int *keep,
+                           double *achieved, dp_error *err);
 /* FEC's per-layer ratio rule r_g = clip(beta (1 - info[g].norm_entropy), 0, 0.9) with beta
  * bisected to the budget's target (kind FLOPS, PARAMS or GLOBAL: fraction of channels). */
 dp_status dp_plan_fec_ratio_rule(const dp_model *m, const dp_groups *gs, const dp_scores *sc,

@@ -9,6 +9,7 @@
 #include "dprune/model.h"
 #include "dprune/optim.h"
 #include "dprune/prune.h"
+#include "dprune/csgd.h"
 #include "dprune/checkpoint.h"
 #include "dprune/ckpt_file.h"
 
@@ -47,6 +48,11 @@ typedef struct {
 } eval_result;
 
 typedef struct {
+    int epoch; /* 1-based, within the phase */
+    int epochs;
+} trainer_epoch_info;
+
+typedef struct trainer {
     dp_app *app;
     dp_app_data *data;
     dp_model *m;
@@ -71,6 +77,16 @@ typedef struct {
     char summary[8192];     /* metrics summary kept in checkpoints (baseline facts) */
     uint8_t *prune_history; /* the broadcast plans of the rounds so far */
     size_t prune_history_len;
+    /* C-SGD phase in progress (app/csgd_phase.c): the transform after the gradient sync */
+    const dp_csgd_clusters *csgd;
+    const dp_groups *csgd_groups;
+    dp_csgd_strength csgd_strength;
+    uint8_t *csgd_state; /* the clusters as bytes: saved in checkpoints of the phase */
+    size_t csgd_state_len;
+    /* called at every epoch end of trainer_run before evaluation and checkpoint; *stop ends
+     * the phase there (its checkpoint then says the phase is complete) */
+    dp_status (*epoch_end)(void *ctx, trainer_epoch_info *info, bool *stop, dp_error *err);
+    void *epoch_end_ctx;
 } trainer;
 
 /* Collective. Allocates activations and optimizer state, the gradient sync, and (rank 0) the
@@ -100,7 +116,40 @@ void trainer_bn_updated(trainer *t);
  * Collective. */
 dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err);
 
+/* Optimizer steps per epoch of the training split with t's batch and accumulation. */
+int64_t trainer_steps_per_epoch(const trainer *t);
+
 /* ---- the pruning phase (app/prune_phase.c) ---- */
+/* Phase index of round r's C-SGD training in checkpoints (r = its fine-tuning after the merge):
+ * the C-SGD phase of round r comes after round r-1's fine-tuning and before round r's. */
+#define APP_CSGD_PHASE_BASE 1000
+/* The planner's budget from prune.* settings. */
+void app_budget_from_config(const dp_prune_config *pc, dp_budget *b);
+/* The channel groups of the current model under the prune config (protect rules, residual).
+ * Collective (errors are agreed). */
+dp_status app_build_groups(trainer *t, const dp_model *m, dp_groups *gs, dp_error *err);
+/* The same on one rank (no collective). */
+dp_status app_build_groups_local(const dp_prune_config *pc, const dp_model *m, dp_groups *gs,
+                                 dp_error *err);
+/* BN running statistics re-estimated on `batches` training batches (cumulative average). */
+dp_status app_reestimate_bn(trainer *t, int batches, dp_error *err);
+/* Appends a broadcast plan to the prune history saved in checkpoints. */
+dp_status app_record_plan(trainer *t, const dp_plan *plan, dp_error *err);
+void app_write_plan_text(const trainer *t, int round, const dp_plan *plan, const dp_model *m,
+                         const dp_groups *gs);
+/* Rank 0 broadcasts n bytes (malloc'ed on the others into *buf). Collective. */
+dp_status app_bcast_blob(dp_dist *d, uint8_t **buf, size_t *len, dp_error *err);
+/* Test accuracy (and validation when there is a split), reported under `label`. */
+dp_status app_test_accuracy(trainer *t, const char *label, int epoch, double *top1, double *top5,
+                            dp_error *err);
+/* C-SGD round r (app/csgd_phase.c): widths, clusters (rank 0, broadcast), the C-SGD phase
+ * until the deviation threshold or its epoch limit, then the merge. Resumes inside its phase.
+ * On return (not stopped) t->m is the merged model. */
+dp_status app_csgd_round(trainer *t, int round, dp_error *err);
+/* Round r's clusters: rank 0 decides, every rank gets the same (also kept as bytes in
+ * t->csgd_state for checkpoints). Collective. */
+dp_status app_csgd_decide(trainer *t, int round, const dp_groups *gs, dp_csgd_clusters *cl,
+                          dp_error *err);
 /* Rounds of calibrate, plan (rank 0), broadcast, surgery, BN re-estimation, fine-tune, then
  * the final evaluation and the before/after summary. *m is replaced by the pruned model. */
 dp_status app_prune(trainer *t, dp_model *m, dp_error *err);

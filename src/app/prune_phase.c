@@ -23,7 +23,7 @@ static bool needs_calibration(const char *crit, calib_kind *kind) {
     return true;
 }
 
-static void budget_from_config(const dp_prune_config *pc, dp_budget *b) {
+void app_budget_from_config(const dp_prune_config *pc, dp_budget *b) {
     dp_budget_default(b);
     b->min_channels = pc->min_channels;
     b->min_keep = pc->min_keep;
@@ -145,7 +145,7 @@ static dp_status decide_plan(const dp_model *m, const dp_prune_config *pc, const
                              dp_error *err) {
     const char *crit = pc->criterion;
     dp_budget b;
-    budget_from_config(pc, &b);
+    app_budget_from_config(pc, &b);
     bool threshold_crit = !strcmp(crit, "corr") || !strcmp(crit, "ci");
     if (!strcmp(pc->budget, "threshold") && !threshold_crit)
         return dp_fail(err, DP_ERR_CONFIG,
@@ -157,26 +157,34 @@ static dp_status decide_plan(const dp_model *m, const dp_prune_config *pc, const
     return dp_plan_make(m, gs, sc, &b, crit, plan, err);
 }
 
+dp_status app_bcast_blob(dp_dist *d, uint8_t **buf, size_t *len, dp_error *err) {
+    uint64_t n = *len;
+    dp_status st = dp_dist_bcast_bytes(d, &n, sizeof n, 0, err);
+    if (st == DP_OK && d->rank != 0) {
+        *buf = malloc(n ? n : 1);
+        *len = n;
+        if (!*buf)
+            st = dp_fail(err, DP_ERR_NOMEM, "broadcast: out of memory for %llu bytes",
+                         (unsigned long long)n);
+    }
+    if ((st = dp_dist_check(d, st, err)) == DP_OK) st = dp_dist_bcast_bytes(d, *buf, n, 0, err);
+    return st;
+}
+
 static dp_status broadcast_plan(dp_dist *d, dp_plan *plan, dp_error *err) {
     uint8_t *buf = NULL;
     size_t len = 0;
     dp_status st = DP_OK;
     if (d->rank == 0) st = dp_plan_serialize(plan, &buf, &len, err);
     if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
-    uint64_t n = len;
-    st = dp_dist_bcast_bytes(d, &n, sizeof n, 0, err);
-    if (st == DP_OK && d->rank != 0) {
-        buf = malloc(n ? n : 1);
-        if (!buf) st = dp_fail(err, DP_ERR_NOMEM, "plan: out of memory");
-    }
-    if ((st = dp_dist_check(d, st, err)) == DP_OK) st = dp_dist_bcast_bytes(d, buf, n, 0, err);
-    if (st == DP_OK && d->rank != 0) st = dp_plan_deserialize(buf, n, plan, err);
+    st = app_bcast_blob(d, &buf, &len, err);
+    if (st == DP_OK && d->rank != 0) st = dp_plan_deserialize(buf, len, plan, err);
     free(buf);
     return dp_dist_check(d, st, err);
 }
 
-static void write_plan_text(const trainer *t, int round, const dp_plan *plan, const dp_model *m,
-                            const dp_groups *gs) {
+void app_write_plan_text(const trainer *t, int round, const dp_plan *plan, const dp_model *m,
+                         const dp_groups *gs) {
     char *text = NULL;
     dp_error err = {0};
     if (dp_plan_render(plan, m, gs, &text, &err) != DP_OK) return;
@@ -195,7 +203,7 @@ static void write_plan_text(const trainer *t, int round, const dp_plan *plan, co
 
 /* BN running statistics re-estimated on a few training batches (cumulative average, as
  * torchvision's recalibration): the pruned network's statistics have moved. */
-static dp_status reestimate_bn(trainer *t, int batches, dp_error *err) {
+dp_status app_reestimate_bn(trainer *t, int batches, dp_error *err) {
     const dp_config *c = &t->app->cfg;
     dp_model *m = t->m;
     if (batches <= 0) return DP_OK;
@@ -242,8 +250,8 @@ static dp_status reestimate_bn(trainer *t, int batches, dp_error *err) {
     return st;
 }
 
-static dp_status test_accuracy(trainer *t, const char *label, int epoch, double *top1, double *top5,
-                               dp_error *err) {
+dp_status app_test_accuracy(trainer *t, const char *label, int epoch, double *top1, double *top5,
+                            dp_error *err) {
     eval_result r;
     dp_status st = DP_OK;
     if (t->data->val.n > 0) {
@@ -278,7 +286,7 @@ static dp_status parse_protect(const dp_prune_config *pc, char names[][48], cons
 
 /* The prune history of checkpoints: each round's broadcast plan (criterion, budget, kept
  * indices and scores per group) as [u64 length][plan bytes], appended. */
-static dp_status record_plan(trainer *t, const dp_plan *plan, dp_error *err) {
+dp_status app_record_plan(trainer *t, const dp_plan *plan, dp_error *err) {
     uint8_t *buf = NULL;
     size_t len = 0;
     dp_status st = dp_plan_serialize(plan, &buf, &len, err);
@@ -297,11 +305,13 @@ static dp_status record_plan(trainer *t, const dp_plan *plan, dp_error *err) {
     return DP_OK;
 }
 
-/* One round on the current model: groups, scores, plan (rank 0), broadcast. */
-dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err) {
-    const dp_config *c = &t->app->cfg;
-    const dp_prune_config *pc = &c->prune;
-    dp_dist *d = &t->app->dist;
+dp_status app_build_groups(trainer *t, const dp_model *m, dp_groups *gs, dp_error *err) {
+    return dp_dist_check(&t->app->dist, app_build_groups_local(&t->app->cfg.prune, m, gs, err),
+                         err);
+}
+
+dp_status app_build_groups_local(const dp_prune_config *pc, const dp_model *m, dp_groups *gs,
+                                 dp_error *err) {
     char names[64][48];
     const char *ptrs[64];
     dp_group_opts go;
@@ -310,8 +320,26 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
     go.protect_first_conv = pc->protect_first;
     dp_status st = parse_protect(pc, names, ptrs, &go.n_protect, err);
     go.protect = ptrs;
-    if (st == DP_OK) st = dp_groups_build(t->m, &go, gs, err);
-    if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
+    if (st == DP_OK) st = dp_groups_build(m, &go, gs, err);
+    return st;
+}
+
+/* One round on the current model: groups, scores, plan (rank 0), broadcast. */
+dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err) {
+    const dp_config *c = &t->app->cfg;
+    const dp_prune_config *pc = &c->prune;
+    dp_dist *d = &t->app->dist;
+    dp_status st = app_build_groups(t, t->m, gs, err);
+    if (st != DP_OK) return st;
+    if (!strcmp(pc->criterion, "csgd")) { /* the plan the merge would make */
+        dp_csgd_clusters cl = {0};
+        st = app_csgd_decide(t, round, gs, &cl, err);
+        if (st == DP_OK) st = dp_csgd_merge_plan(t->m, gs, &cl, plan, err);
+        dp_csgd_clusters_free(&cl);
+        free(t->csgd_state);
+        t->csgd_state = NULL, t->csgd_state_len = 0;
+        return dp_dist_check(d, st, err);
+    }
 
     dp_scores sc = {0};
     criterion_state cs = {0};
@@ -342,6 +370,33 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
     return broadcast_plan(d, plan, err);
 }
 
+/* One round's decision and cut for a scoring criterion: plan on rank 0, broadcast, the same
+ * surgery on every rank. */
+static dp_status plan_and_cut(trainer *t, int round, dp_error *err) {
+    const dp_prune_config *pc = &t->app->cfg.prune;
+    dp_model *m = t->m;
+    dp_groups gs = {0};
+    dp_plan plan = {0};
+    dp_status st = app_plan_round(t, round, &gs, &plan, err);
+    if (st == DP_OK) st = app_record_plan(t, &plan, err);
+    if (st == DP_OK && t->app->dist.rank == 0) {
+        app_write_plan_text(t, round, &plan, m, &gs);
+        fprintf(stderr, "prune round %d (%s, %s): FLOPs %lld -> %lld, params %lld -> %lld\n", round,
+                pc->criterion, plan.budget, (long long)dp_model_flops(m),
+                (long long)plan.flops_after, (long long)dp_model_params(m),
+                (long long)plan.params_after);
+    }
+    dp_model small = {0};
+    /* every rank cuts the same channels from the same plan */
+    if (st == DP_OK)
+        st = dp_dist_check(&t->app->dist, dp_surgery(m, &gs, &plan, &t->opt, NULL, &small, err),
+                           err);
+    dp_plan_free(&plan);
+    dp_groups_free(&gs);
+    if (st == DP_OK) st = trainer_replace_model(t, &small, err);
+    return st;
+}
+
 dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     const dp_config *c = &t->app->cfg;
     const dp_prune_config *pc = &c->prune;
@@ -361,7 +416,7 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     if (!(resumed_pruned && facts_from_summary(t->summary, m, &before))) {
         facts_free(&before); /* what a partial parse may have allocated */
         facts_take(m, &before);
-        st = test_accuracy(t, "baseline", 0, &before.top1, &before.top5, err);
+        st = app_test_accuracy(t, "baseline", 0, &before.top1, &before.top5, err);
         before.images_per_s = measure_inference(m, infer_batch);
         facts_to_summary(&before, m, t->summary, sizeof t->summary);
     }
@@ -371,11 +426,15 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     ft.warmup_epochs = 0;
     snprintf(ft.schedule, sizeof ft.schedule, "cosine");
     char phase[32];
+    bool csgd = !strcmp(pc->criterion, "csgd");
     for (int round = 1; round <= pc->rounds && st == DP_OK; round++) {
         snprintf(phase, sizeof phase, "finetune%d", round);
-        /* resumed inside a later round: this one's surgery is in the loaded model */
-        if (t->resuming && t->resume_state.phase > round) continue;
-        if (t->resuming && t->resume_state.phase == round) {
+        /* resumed: phase r is round r's fine-tuning, APP_CSGD_PHASE_BASE + r its C-SGD phase */
+        int at = t->resuming ? t->resume_state.phase : -1;
+        bool at_csgd = at >= APP_CSGD_PHASE_BASE;
+        int at_round = at_csgd ? at - APP_CSGD_PHASE_BASE : at;
+        if (t->resuming && at_round > round) continue; /* this round is in the loaded model */
+        if (t->resuming && at_round == round && !at_csgd) {
             t->phase = phase;
             t->phase_index = round;
             t->tc = &ft;
@@ -384,30 +443,18 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
             if (t->stopped) break;
             continue;
         }
-        dp_groups gs = {0};
-        dp_plan plan = {0};
-        st = app_plan_round(t, round, &gs, &plan, err);
-        if (st == DP_OK) st = record_plan(t, &plan, err);
-        if (st == DP_OK && t->app->dist.rank == 0) {
-            write_plan_text(t, round, &plan, m, &gs);
-            fprintf(stderr, "prune round %d (%s, %s): FLOPs %lld -> %lld, params %lld -> %lld\n",
-                    round, pc->criterion, plan.budget, (long long)dp_model_flops(m),
-                    (long long)plan.flops_after, (long long)dp_model_params(m),
-                    (long long)plan.params_after);
+        if (csgd) {
+            /* the merge is exact: no BN re-estimation after it */
+            st = app_csgd_round(t, round, err);
+            if (t->stopped) break;
+        } else {
+            st = plan_and_cut(t, round, err);
+            if (st == DP_OK) st = app_reestimate_bn(t, pc->bn_recalib_batches, err);
         }
-        dp_model small = {0};
-        /* every rank cuts the same channels from the same plan */
-        if (st == DP_OK)
-            st = dp_dist_check(&t->app->dist, dp_surgery(m, &gs, &plan, &t->opt, NULL, &small, err),
-                               err);
-        dp_plan_free(&plan);
-        dp_groups_free(&gs);
-        if (st == DP_OK) st = trainer_replace_model(t, &small, err);
         t->phase = phase;
         t->phase_index = round;
-        if (st == DP_OK) st = reestimate_bn(t, pc->bn_recalib_batches, err);
         double top1, top5;
-        if (st == DP_OK) st = test_accuracy(t, "after-surgery", round, &top1, &top5, err);
+        if (st == DP_OK) st = app_test_accuracy(t, "after-surgery", round, &top1, &top5, err);
         t->tc = &ft;
         if (st == DP_OK && ft.epochs > 0) st = trainer_run(t, err);
         /* no fine-tuning: still checkpoint the pruned model (the end of this phase) */
@@ -419,7 +466,7 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     if (st == DP_OK && !t->stopped) {
         t->phase = "final";
         facts_take(m, &after);
-        st = test_accuracy(t, "final", 0, &after.top1, &after.top5, err);
+        st = app_test_accuracy(t, "final", 0, &after.top1, &after.top5, err);
         after.images_per_s = measure_inference(m, infer_batch);
         if (st == DP_OK) print_summary(t, m, &before, &after);
     }

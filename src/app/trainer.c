@@ -202,6 +202,8 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
     if (t->sync && (st = dp_grad_sync_finish(t->sync, err)) != DP_OK) return st;
     /* Network Slimming's sparsity term: after the sync, so it is added once, not per rank */
     if (t->bn_l1 > 0) dp_slim_add_bn_l1_grad(m, NULL, t->bn_l1);
+    /* C-SGD: on the averaged gradient, so every rank transforms the same numbers */
+    if (t->csgd) dp_csgd_transform(m, t->csgd_groups, t->csgd, &t->csgd_strength);
     memcpy(stats, local, sizeof local);
     /* a stop signal on any rank travels with the step's sums: every rank stops here */
     stats[3] = app_signal_pending() ? 1.0 : 0.0;
@@ -325,7 +327,12 @@ dp_status trainer_run(trainer *t, dp_error *err) {
                 "\"seconds\":%.3f",
                 t->phase, epoch + 1, ep_loss / ep_count, ep_correct / ep_count,
                 dp_now_seconds() - t0);
-        bool last_epoch = epoch == t->tc->epochs - 1;
+        bool stop = false;
+        if (t->epoch_end) {
+            trainer_epoch_info info = {.epoch = epoch + 1, .epochs = t->tc->epochs};
+            if ((st = t->epoch_end(t->epoch_end_ctx, &info, &stop, err)) != DP_OK) break;
+        }
+        bool last_epoch = epoch == t->tc->epochs - 1 || stop;
         if ((t->tc->eval_every > 0 && (epoch + 1) % t->tc->eval_every == 0) || last_epoch) {
             eval_result r;
             if (t->data->val.n > 0) {
@@ -336,13 +343,14 @@ dp_status trainer_run(trainer *t, dp_error *err) {
             trainer_report_eval(t, "test", epoch + 1, &r);
         }
         int every = c->checkpoint.every_epochs;
+        /* a phase ended early is complete: a resume from this checkpoint moves on */
         if (every > 0 && ((epoch + 1) % every == 0 || last_epoch))
-            st = trainer_checkpoint(t, epoch + 1, 0, err);
+            st = trainer_checkpoint(t, stop ? t->tc->epochs : epoch + 1, 0, err);
+        if (stop) break;
     }
     dp_loader_close(ld);
     if (st == DP_OK && !t->stopped && d->rank == 0)
-        fprintf(stderr, "%s done: %d epochs in %.1f s\n", t->phase, t->tc->epochs,
-                dp_now_seconds() - t0);
+        fprintf(stderr, "%s done in %.1f s\n", t->phase, dp_now_seconds() - t0);
     return st;
 }
 
@@ -403,6 +411,12 @@ dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err) {
     return dp_dist_check(&t->app->dist, st, err);
 }
 
+int64_t trainer_steps_per_epoch(const trainer *t) {
+    int64_t n = t->data->train.n, B = t->micro_global;
+    int64_t batches = t->app->cfg.data.drop_last ? n / B : (n + B - 1) / B; /* as the loader */
+    return batches / t->tc->accumulation;
+}
+
 void trainer_free(trainer *t) {
     if (t->writer) { /* waits for the write in flight */
         dp_error werr = {0};
@@ -411,6 +425,7 @@ void trainer_free(trainer *t) {
         dp_ckpt_writer_stop(t->writer);
     }
     free(t->prune_history);
+    free(t->csgd_state);
     free(t->keys);
     dp_grad_sync_free(t->sync);
     dp_sgd_free(&t->opt);

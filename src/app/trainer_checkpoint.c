@@ -44,7 +44,9 @@ dp_status trainer_checkpoint(trainer *t, int64_t epoch, int64_t step_in_epoch, d
                              .n_provenance = nkv,
                              .prune_history = t->prune_history,
                              .prune_history_len = t->prune_history_len,
-                             .metrics_json = summary};
+                             .metrics_json = summary,
+                             .csgd_state = t->csgd ? t->csgd_state : NULL,
+                             .csgd_state_len = t->csgd_state_len};
     st = dp_checkpoint_submit(t->writer, t->run_step, &src, NULL, err);
     return dp_dist_check(&app->dist, st, err);
 }
@@ -103,6 +105,11 @@ dp_status trainer_resume(trainer *t, dp_model *m, dp_error *err) {
         t->resuming = true;
         t->bn_identical = true; /* every rank read the same file */
         t->run_step = ck.state.global_step;
+        /* inside a C-SGD phase: its clusters, for app_csgd_round to pick up */
+        if (ck.csgd_state) {
+            t->csgd_state = ck.csgd_state, t->csgd_state_len = ck.csgd_state_len;
+            ck.csgd_state = NULL;
+        }
         if (ck.prune_history_len) {
             t->prune_history = malloc(ck.prune_history_len);
             if (t->prune_history) {

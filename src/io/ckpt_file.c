@@ -16,7 +16,7 @@
 const char *dp_ckpt_section_name(uint32_t type) {
     static const char *names[] = {
         "?",       "config",    "provenance",  "arch",          "params",
-        "buffers", "optimizer", "train_state", "prune_history", "metrics"};
+        "buffers", "optimizer", "train_state", "prune_history", "metrics", "csgd"};
     return type > 0 && type < sizeof names / sizeof names[0] ? names[type] : "unknown";
 }
 
@@ -142,7 +142,7 @@ const dp_ckpt_section *dp_ckpt_file_find(const dp_ckpt_file *f, uint32_t type) {
 
 /* Section types this reader understands (a REQUIRED section of another type is refused). */
 static bool known_type(uint32_t type) {
-    return type >= DP_SEC_CONFIG && type <= DP_SEC_METRICS;
+    return type >= DP_SEC_CONFIG && type <= DP_SEC_CSGD;
 }
 
 #define CK_FAIL(err, name, fmt, ...)                                                               \

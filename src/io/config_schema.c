@@ -153,8 +153,9 @@ static const dp_setting dp_schema[] = {
     INT(dist, debug_perturb_step, 0, 0, 1000000000, "Testing aid: the step of the perturbation."),
 
     /* ---- prune ---- */
-    ENUM(prune, criterion, "none", "none|l1|l2|slim|fpgm|fec|random|hrank|corr|ci|cip",
-         "Channel-importance criterion (METHODS.md); none = train only."),
+    ENUM(prune, criterion, "none", "none|l1|l2|slim|fpgm|fec|random|hrank|corr|ci|cip|csgd",
+         "Channel-importance criterion (METHODS.md); none = train only; csgd = C-SGD (train "
+         "clusters of filters to be identical, then merge them; settings in csgd)."),
     ENUM(prune, budget, "uniform", "uniform|ratios|global|flops|params|threshold",
          "How much to cut: the same ratio in every group, a ratio per group, one global "
          "ranking (scores divided by their group's mean), a FLOPs or parameter reduction target "
@@ -194,6 +195,34 @@ static const dp_setting dp_schema[] = {
          "fec: compress each kernel by its mean absolute weight instead of its mean."),
     INT(prune, cip_steps, 4, 1, 1000, "cip: soft-pruning steps of the cubic schedule."),
     BOOL(prune, cip_phi_tanh, true, "cip: tanh feature map (false = plain NISP, phi = 1)."),
+
+    /* ---- csgd ---- */
+    ENUM(csgd, clusters, "kmeans", "kmeans|even",
+         "How a group's channels are clustered: k-means++ on the pacesetter's filters (rank 0, "
+         "fixed seed) or even contiguous blocks."),
+    INT(csgd, kmeans_inits, 10, 1, 1000, "k-means restarts; the lowest inertia wins."),
+    FLOAT(csgd, centripetal, 3e-3, 0, 10,
+          "Centripetal strength eps of kernels (CIFAR 3e-3, ImageNet 0.05). Member differences "
+          "shrink by about lr (eps + weight_decay) / (1 - momentum) per step; the phase start "
+          "prints when the threshold will be reached."),
+    FLOAT(csgd, vector_ratio, 0.1, 0, 100,
+          "Strength of BN gamma/beta and conv biases relative to centripetal."),
+    INT(csgd, epochs, 10, 0, 100000,
+        "Epoch limit of each C-SGD phase (it ends earlier once the deviation is below "
+        "threshold)."),
+    FLOAT(csgd, lr, 0.01, 0, 100, "Peak learning rate of a C-SGD phase."),
+    ENUM(csgd, schedule, "constant", "constant|cosine", "Learning-rate schedule of a C-SGD phase."),
+    FLOAT(csgd, threshold, 1e-6, 0, 1,
+          "A C-SGD phase ends at the first epoch end where the relative within-cluster deviation "
+          "(kernels and vectors, each relative to its squared norm) is below this."),
+    ENUM(csgd, merge_keep, "first", "first|mean",
+         "The merge keeps each cluster's first member, or sets it to the cluster mean first."),
+    ENUM(csgd, merge_bn, "average", "average|reestimate",
+         "Members' BN running statistics before the merge: averaged, or re-estimated on "
+         "prune.bn_recalib_batches batches and then averaged."),
+    ENUM(csgd, target, "budget", "budget|base_width",
+         "Final widths: from prune.budget (uniform, ratios, flops or params), or the widths "
+         "of the same model at model.width = 1 (train wider, then squeeze)."),
 
     /* ---- checkpoint ---- */
     INT(checkpoint, every_epochs, 1, 0, 100000,
@@ -239,6 +268,7 @@ static const struct {
     {"train", "Optimizer, batch and learning-rate schedule."},
     {"dist", "Data-parallel training over MPI: gradient buckets, sync-BN, checks, watchdog."},
     {"prune", "Structural pruning: criterion, budget, rounds, fine-tuning (METHODS.md)."},
+    {"csgd", "Centripetal SGD: clusters, strengths, phase end and merge (METHODS.md section 6)."},
     {"checkpoint", "Crash-safe checkpoints and resuming (docs/checkpoint-format.md)."},
 };
 

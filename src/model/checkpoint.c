@@ -16,12 +16,22 @@ static char *dup_text(const uint8_t *p, uint64_t n) {
     return s;
 }
 
+/* A malloc'ed copy of n opaque bytes (at least one byte allocated, so it is never NULL). */
+static bool dup_blob(const void *src, size_t n, uint8_t **out, size_t *out_len) {
+    *out = malloc(n ? n : 1);
+    if (!*out) return false;
+    if (n) memcpy(*out, src, n);
+    *out_len = n;
+    return true;
+}
+
 void dp_checkpoint_free(dp_checkpoint *c) {
     dp_model_free(&c->model);
     dp_free(c->momentum);
     free(c->config_text);
     free(c->prune_history);
     free(c->metrics_json);
+    free(c->csgd_state);
     memset(c, 0, sizeof *c);
 }
 
@@ -37,6 +47,8 @@ dp_checkpoint_src dp_checkpoint_as_src(const dp_checkpoint *c) {
         .prune_history = c->prune_history,
         .prune_history_len = c->prune_history_len,
         .metrics_json = c->metrics_json,
+        .csgd_state = c->csgd_state,
+        .csgd_state_len = c->csgd_state_len,
     };
 }
 
@@ -223,6 +235,10 @@ dp_status dp_checkpoint_encode(const dp_checkpoint_src *src, const dp_tensor_cod
         ADD_SECTION(s, DP_SEC_METRICS);
         dp_bytes_put(s, src->metrics_json, strlen(src->metrics_json));
     }
+    if (src->csgd_state) {
+        ADD_SECTION(s, DP_SEC_CSGD);
+        dp_bytes_put(s, src->csgd_state, src->csgd_state_len);
+    }
     return DP_OK;
 }
 
@@ -256,14 +272,11 @@ dp_status dp_checkpoint_snapshot(dp_checkpoint *out, const dp_checkpoint_src *sr
     out->n_provenance = src->n_provenance < DP_CKPT_MAX_KV ? src->n_provenance : DP_CKPT_MAX_KV;
     if (out->n_provenance > 0)
         memcpy(out->provenance, src->provenance, sizeof(dp_ckpt_kv) * (size_t)out->n_provenance);
-    if (ok && src->prune_history) {
-        out->prune_history = malloc(src->prune_history_len ? src->prune_history_len : 1);
-        if ((ok = out->prune_history != NULL)) {
-            if (src->prune_history_len)
-                memcpy(out->prune_history, src->prune_history, src->prune_history_len);
-            out->prune_history_len = src->prune_history_len;
-        }
-    }
+    if (ok && src->prune_history)
+        ok = dup_blob(src->prune_history, src->prune_history_len, &out->prune_history,
+                      &out->prune_history_len);
+    if (ok && src->csgd_state)
+        ok = dup_blob(src->csgd_state, src->csgd_state_len, &out->csgd_state, &out->csgd_state_len);
     if (ok && src->metrics_json)
         ok = (out->metrics_json =
                   dup_text((const uint8_t *)src->metrics_json, strlen(src->metrics_json))) != NULL;
@@ -415,14 +428,12 @@ dp_status dp_checkpoint_decode(dp_checkpoint *out, const dp_ckpt_file *f, dp_err
         st = decode_state(&out->state, s, where, err);
         out->has_state = st == DP_OK;
     }
-    if (st == DP_OK && (s = dp_ckpt_file_find(f, DP_SEC_PRUNE_HISTORY))) {
-        out->prune_history = malloc(s->length ? (size_t)s->length : 1);
-        if (!out->prune_history)
-            st = dp_fail(err, DP_ERR_NOMEM, "checkpoint: out of memory");
-        else if (s->length)
-            memcpy(out->prune_history, s->data, (size_t)s->length);
-        out->prune_history_len = (size_t)s->length;
-    }
+    if (st == DP_OK && (s = dp_ckpt_file_find(f, DP_SEC_PRUNE_HISTORY)) &&
+        !dup_blob(s->data, (size_t)s->length, &out->prune_history, &out->prune_history_len))
+        st = dp_fail(err, DP_ERR_NOMEM, "checkpoint: out of memory");
+    if (st == DP_OK && (s = dp_ckpt_file_find(f, DP_SEC_CSGD)) &&
+        !dup_blob(s->data, (size_t)s->length, &out->csgd_state, &out->csgd_state_len))
+        st = dp_fail(err, DP_ERR_NOMEM, "checkpoint: out of memory");
     if (st == DP_OK && (s = dp_ckpt_file_find(f, DP_SEC_METRICS)) &&
         !(out->metrics_json = dup_text(s->data, s->length)))
         st = dp_fail(err, DP_ERR_NOMEM, "checkpoint %s: out of memory", f->path);

@@ -221,6 +221,46 @@ static const char *kind_name(dp_budget_kind k) {
     return "?";
 }
 
+/* Keep counts of one ratio r for every prunable group, or (r < 0) b->ratios per group. */
+static void ratio_counts(const dp_groups *gs, const dp_budget *b, double r, int *counts) {
+    for (int g = 0, i = 0; g < gs->n_groups; g++) {
+        const dp_channel_group *grp = &gs->groups[g];
+        counts[g] = grp->channels;
+        if (grp->prunable)
+            counts[g] = dp_keep_from_ratio(grp->channels, r < 0 ? b->ratios[i++] : r, b);
+    }
+}
+
+dp_status dp_budget_widths(const dp_model *m, const dp_groups *gs, const dp_budget *b, int *keep,
+                           double *achieved, dp_error *err) {
+    if (b->kind == DP_BUDGET_PER_GROUP && b->n_ratios != dp_groups_prunable_count(gs))
+        return dp_fail(err, DP_ERR_CONFIG,
+                       "prune.ratios has %d entries but the model has %d prunable groups "
+                       "(`dprune plan` lists them)",
+                       b->n_ratios, dp_groups_prunable_count(gs));
+    if (b->kind == DP_BUDGET_FLOPS || b->kind == DP_BUDGET_PARAMS) {
+        /* one ratio for every group, bisected; the closest to the target wins */
+        double lo = 0, hi = 0.99, best_r = 0, best_gap = INFINITY;
+        for (int it = 0; it < 40; it++) {
+            double r = 0.5 * (lo + hi);
+            ratio_counts(gs, b, r, keep);
+            double got = reduction(m, gs, b->kind, keep);
+            if (fabs(got - b->target) < best_gap) best_gap = fabs(got - b->target), best_r = r;
+            if (got > b->target)
+                hi = r;
+            else
+                lo = r;
+        }
+        ratio_counts(gs, b, best_r, keep);
+    } else {
+        ratio_counts(gs, b, b->kind == DP_BUDGET_PER_GROUP ? -1 : b->ratio, keep);
+    }
+    if (achieved)
+        *achieved = reduction(
+            m, gs, b->kind == DP_BUDGET_PARAMS ? DP_BUDGET_PARAMS : DP_BUDGET_FLOPS, keep);
+    return DP_OK;
+}
+
 dp_status dp_plan_make(const dp_model *m, const dp_groups *gs, const dp_scores *sc,
                        const dp_budget *b, const char *criterion, dp_plan *p, dp_error *err) {
     dp_status st = check_budget(gs, sc, b, err);
@@ -229,13 +269,7 @@ dp_status dp_plan_make(const dp_model *m, const dp_groups *gs, const dp_scores *
     if (!counts) return dp_fail(err, DP_ERR_NOMEM, "prune: out of memory planning");
     double target = -1, achieved = 0;
     if (b->kind == DP_BUDGET_UNIFORM || b->kind == DP_BUDGET_PER_GROUP) {
-        for (int g = 0, i = 0; g < gs->n_groups; g++) {
-            const dp_channel_group *grp = &gs->groups[g];
-            counts[g] = grp->channels;
-            if (!grp->prunable) continue;
-            double r = b->kind == DP_BUDGET_UNIFORM ? b->ratio : b->ratios[i++];
-            counts[g] = dp_keep_from_ratio(grp->channels, r, b);
-        }
+        ratio_counts(gs, b, b->kind == DP_BUDGET_UNIFORM ? b->ratio : -1, counts);
         if (b->kind == DP_BUDGET_UNIFORM) target = b->ratio;
         /* reported as the fraction of prunable channels removed */
         achieved = reduction(m, gs, DP_BUDGET_GLOBAL, counts);
