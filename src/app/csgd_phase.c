@@ -238,6 +238,10 @@ static dp_status merge(trainer *t, int round, const dp_groups *gs, const dp_csgd
         st = app_reestimate_bn(t, c->prune.bn_recalib_batches, err);
     if (st == DP_OK) st = trainer_average_bn(t, err);
     if (st != DP_OK) return st;
+    /* the model as C-SGD left it: the merge's logit change is measured against this */
+    dp_model trained = {0};
+    if (t->app->dist.rank == 0 && dp_model_copy(&trained, t->m, false, err) != DP_OK)
+        memset(&trained, 0, sizeof trained); /* no memory for the check: it is skipped */
     dp_csgd_equalize(t->m, gs, cl, !strcmp(c->csgd.merge_keep, "mean"));
     double top1, top5;
     st = app_test_accuracy(t, "before-merge", round, &top1, &top5, err);
@@ -255,7 +259,7 @@ static dp_status merge(trainer *t, int round, const dp_groups *gs, const dp_csgd
         st = dp_dist_check(&t->app->dist, dp_surgery(t->m, gs, &plan, &t->opt, &so, &small, err),
                            err);
     if (st == DP_OK && t->app->dist.rank == 0) {
-        double change = logits_change(t, t->m, &small);
+        double change = trained.nodes ? logits_change(t, &trained, &small) : -1;
         fprintf(stderr,
                 "C-SGD round %d merge: FLOPs %lld -> %lld, params %lld -> %lld; logits of 64 test "
                 "images change by %.3g (relative to their largest)\n",
@@ -268,6 +272,7 @@ static dp_status merge(trainer *t, int round, const dp_groups *gs, const dp_csgd
                          (long long)plan.params_after);
     }
     dp_plan_free(&plan);
+    dp_model_free(&trained);
     if (st == DP_OK) st = trainer_replace_model(t, &small, err);
     dp_model_free(&small);
     return st;
