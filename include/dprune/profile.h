@@ -50,6 +50,12 @@ dp_status dp_model_isolate(const dp_model *m, int node, int in_c, int out_c, dp_
 dp_status dp_profile_measure(const dp_model *m, const dp_profile_opts *o, dp_latency_table *t,
                              dp_error *err);
 
+/* The whole network timed in one piece the same way (median of o->reps; train_ms only with
+ * o->train; forward + backward, no loss or optimizer step): what the sum of the layers timed
+ * alone should come close to. */
+dp_status dp_profile_whole(const dp_model *m, const dp_profile_opts *o, double *infer_ms,
+                           double *train_ms, dp_error *err);
+
 /* ---- a table matched against a model ---- */
 typedef struct {
     const dp_latency_table *table;

@@ -92,7 +92,7 @@ static void on_progress(void *ctx, const dp_model *m, int node, int done, int to
 
 /* Per-node times at the model's own widths (the grid's full-width corner) and the summary. */
 static dp_status print_summary(const dp_latency_table *t, const dp_model *m, const char *path,
-                               dp_error *err) {
+                               const double whole[2], dp_error *err) {
     dp_latency_map infer, train = {0};
     bool has_train = dp_latency_table_has_train(t);
     dp_status st = dp_latency_map_build(t, m, false, &infer, err);
@@ -109,12 +109,14 @@ static dp_status print_summary(const dp_latency_table *t, const dp_model *m, con
                "(median of %d; a layer's +ops are the bn/relu/pool/add after it)\n",
                path, t->model, t->batch, t->threads, t->machine, t->blas_core, t->reps);
         dp_profile_print_layers(m, ims, has_train ? tms : NULL, stdout);
-        printf("inference %.3f ms per batch (%.1f images/s)", dp_latency_model_ms(&infer, m, NULL),
-               t->batch * 1e3 / dp_latency_model_ms(&infer, m, NULL));
+        double sum = dp_latency_model_ms(&infer, m, NULL);
+        printf("inference: %.3f ms per batch as the sum of layers timed alone (%.1f images/s), "
+               "%.3f ms timed as one network\n",
+               sum, t->batch * 1e3 / sum, whole[0]);
         if (has_train)
-            printf(", training forward + backward %.3f ms per batch",
-                   dp_latency_model_ms(&train, m, NULL));
-        printf("; sums of layers timed alone\n");
+            printf("training (forward + backward): %.3f ms per batch as the sum of layers, %.3f ms "
+                   "as one network\n",
+                   dp_latency_model_ms(&train, m, NULL), whole[1]);
     }
     free(ims), free(tms);
     dp_latency_map_free(&infer);
@@ -145,12 +147,14 @@ static dp_status profile_rank0(dp_app *app, profile_args *a, dp_error *err) {
                 a->o.train ? "inference and training" : "inference only");
         st = dp_profile_measure(&m, &a->o, &t, err);
     }
+    double whole[2] = {0, 0};
+    if (st == DP_OK) st = dp_profile_whole(&m, &a->o, &whole[0], &whole[1], err);
     if (st == DP_OK) {
         machine_name(t.machine, sizeof t.machine);
         st = dp_latency_table_write(&t, out, err);
     }
     if (st == DP_OK) snprintf(t.path, sizeof t.path, "%s", out);
-    if (st == DP_OK) st = print_summary(&t, &m, out, err);
+    if (st == DP_OK) st = print_summary(&t, &m, out, whole, err);
     dp_latency_table_free(&t);
     dp_model_free(&m);
     app_close_data(&data);

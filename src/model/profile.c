@@ -114,8 +114,16 @@ static void fill_normal(float *x, size_t n, uint64_t seed, uint64_t stream) {
     for (size_t i = 0; i < n; i++) x[i] = (float)dp_rng_normal(&r);
 }
 
-/* Median ms of the last node of `mini` in inference and (if train_ms) in a training step. */
-static dp_status time_point(dp_model *mini, const dp_profile_opts *o, double *infer_ms,
+/* ms of the timed part of one call: the last node alone, or (whole) every node */
+static double timed_ms(const dp_model *m, const double *sec, bool whole) {
+    double s = whole ? 0 : sec[dp_model_output_node(m)];
+    for (int i = 1; whole && i < m->n_nodes; i++) s += sec[i];
+    return 1e3 * s;
+}
+
+/* Median ms of the last node of `mini` (or of all of it: whole) in inference and (if
+ * train_ms) in a training step. */
+static dp_status time_point(dp_model *mini, const dp_profile_opts *o, bool whole, double *infer_ms,
                             double *train_ms, dp_error *err) {
     int N = o->batch, last = dp_model_output_node(mini), reps = o->reps < 1 ? 1 : o->reps;
     dp_activations a;
@@ -141,19 +149,19 @@ static dp_status time_point(dp_model *mini, const dp_profile_opts *o, double *in
         .train = true, .seed = o->seed, .sample_keys = keys, .node_seconds = sec};
     dp_model_forward(mini, &a, x, N, &eval); /* warm-up: page faults, caches */
     for (int r = 0; r < reps; r++) {
-        sec[last] = 0;
+        memset(sec, 0, sizeof(double) * (size_t)mini->n_nodes);
         dp_model_forward(mini, &a, x, N, &eval);
-        t[r] = 1e3 * sec[last];
+        t[r] = timed_ms(mini, sec, whole);
     }
     *infer_ms = median(t, reps);
     if (train_ms) {
         dp_model_forward(mini, &a, x, N, &train);
         dp_model_backward(mini, &a, N, &train);
         for (int r = 0; r < reps; r++) {
-            sec[last] = 0;
+            memset(sec, 0, sizeof(double) * (size_t)mini->n_nodes);
             dp_model_forward(mini, &a, x, N, &train);
             dp_model_backward(mini, &a, N, &train);
-            t[r] = 1e3 * sec[last];
+            t[r] = timed_ms(mini, sec, whole);
         }
         *train_ms = median(t, reps);
     }
@@ -173,7 +181,8 @@ static dp_status measure_entry(const dp_model *m, int node, const dp_profile_opt
             st = dp_model_isolate(m, node, e->in_axis[a], e->out_axis[b], &mini, err);
             if (st != DP_OK) break;
             int k = a * e->n_out + b;
-            st = time_point(&mini, o, &e->infer_ms[k], o->train ? &e->train_ms[k] : NULL, err);
+            st = time_point(&mini, o, false, &e->infer_ms[k], o->train ? &e->train_ms[k] : NULL,
+                            err);
             dp_model_free(&mini);
         }
     return st;
@@ -202,5 +211,15 @@ dp_status dp_profile_measure(const dp_model *m, const dp_profile_opts *o, dp_lat
         st = measure_entry(m, i, o, e, err);
     }
     if (st != DP_OK) dp_latency_table_free(t);
+    return st;
+}
+
+dp_status dp_profile_whole(const dp_model *m, const dp_profile_opts *o, double *infer_ms,
+                           double *train_ms, dp_error *err) {
+    dp_model copy; /* fresh storage: timing writes BN statistics and gradients */
+    dp_status st = dp_model_reshape(m, NULL, &copy, err);
+    if (st != DP_OK) return st;
+    st = time_point(&copy, o, true, infer_ms, o->train ? train_ms : NULL, err);
+    dp_model_free(&copy);
     return st;
 }

@@ -126,6 +126,9 @@ static void test_measure_and_map(void) {
             sane = sane && isfinite(t.entries[i].infer_ms[k]) && t.entries[i].infer_ms[k] >= 0 &&
                    isfinite(t.entries[i].train_ms[k]) && t.entries[i].train_ms[k] >= 0;
     CHECK(sane);
+    double whole[2] = {-1, -1};
+    CHECK(dp_profile_whole(&m, &o, &whole[0], &whole[1], &err) == DP_OK);
+    CHECK(whole[0] >= 0 && whole[1] >= 0 && isfinite(whole[0]) && isfinite(whole[1]));
 
     /* the estimate at the model's widths is the sum of the full-width corners */
     dp_latency_map map;
