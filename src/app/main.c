@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
         }
         return app_cmd_export(argv[2], out, dtype);
     }
-    if (argc >= 3 && !strcmp(argv[1], "profile")) return app_main_profile(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "profile")) return app_main_profile(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "dump")) return app_cmd_dump(argv[2], argv[3]);
     if (argc == 6 && !strcmp(argv[1], "logits"))
         return app_cmd_logits(argv[2], argv[3], atoi(argv[4]), argv[5]);
