@@ -103,11 +103,12 @@ typedef struct {
 typedef struct {
     char criterion[DP_NAME_MAX]; /* none | l1 | l2 | slim | fpgm | fec | random | hrank | corr |
                                     ci | cip | csgd */
-    char budget[DP_NAME_MAX];    /* uniform | ratios | global | flops | params | threshold */
+    char budget[DP_NAME_MAX];    /* uniform | ratios | global | flops | params | latency |
+                                    threshold */
     double ratio;                /* uniform/global: fraction of channels removed */
     double ratios[DP_MAX_LIST];  /* ratios: per prunable group, in graph order */
     int n_ratios;
-    double target; /* flops/params: fraction removed */
+    double target; /* flops/params/latency: fraction removed */
     double tau;    /* threshold: CorrTopo tau / CI cumulative fraction */
     int min_channels;
     double min_keep;
@@ -126,6 +127,8 @@ typedef struct {
     bool fec_abs_mean;
     int cip_steps;
     bool cip_phi_tanh;
+    char latency_table[DP_PATH_MAX]; /* latency: table written by `dprune profile` */
+    char latency_of[DP_NAME_MAX];    /* latency: inference | train */
 } dp_prune_config;
 
 /* C-SGD (prune.criterion = "csgd"): METHODS.md section 6. */

@@ -190,6 +190,9 @@ typedef struct {
     uint64_t seed;               /* dropout stream */
     const uint64_t *sample_keys; /* [N] per-sample keys (dataset index + epoch mix) */
     const dp_exec_hooks *hooks;
+    /* When set, [n_nodes] wall seconds added per node (forward and backward alike), for the
+     * per-layer time tables of `dprune profile` and the benchmarks. NULL on the normal path. */
+    double *node_seconds;
 } dp_forward_opts;
 
 /* x [N, in_c, in_h, in_w] -> logits in a->out[output node] ([N, num_classes]). */

@@ -14,6 +14,7 @@
 #include "dprune/core.h"
 #include "dprune/model.h"
 #include "dprune/optim.h"
+#include "dprune/profile.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,6 +73,12 @@ int dp_groups_prunable_count(const dp_groups *gs);
  * dp_node_params semantics). keep_counts NULL = the model as it is. */
 void dp_groups_count(const dp_model *m, const dp_groups *gs, const int *keep_counts, int64_t *flops,
                      int64_t *params);
+
+/* Estimated time (ms per batch of the table) of the model that keeping keep_counts[g] channels
+ * of every group would give, from a latency table matched to m (keep_counts NULL = the model
+ * as it is). NAN if out of memory. */
+double dp_groups_latency_ms(const dp_model *m, const dp_groups *gs, const dp_latency_map *map,
+                            const int *keep_counts);
 
 /* ======================= scores ======================= */
 
@@ -156,6 +163,8 @@ typedef enum {
                             prunable channels */
     DP_BUDGET_FLOPS,     /* global ranking; remove `target` of the model's FLOPs */
     DP_BUDGET_PARAMS,    /* global ranking; remove `target` of the model's params */
+    DP_BUDGET_LATENCY,   /* global ranking; remove `target` of the latency estimated from a
+                            measured per-layer time table (`latency`) */
 } dp_budget_kind;
 
 typedef struct {
@@ -166,7 +175,8 @@ typedef struct {
     double target;
     int min_channels; /* floor: keep >= min(C, max(min_channels, ceil(min_keep * C))) */
     double min_keep;
-    int round_to; /* > 1: keep counts rounded UP to a multiple (never above C) */
+    int round_to;                  /* > 1: keep counts rounded UP to a multiple (never above C) */
+    const dp_latency_map *latency; /* LATENCY: the time table matched to the model */
 } dp_budget;
 
 void dp_budget_default(dp_budget *b); /* uniform 0, floors 4 and 0.1, no rounding */
@@ -185,15 +195,15 @@ void dp_plan_free(dp_plan *p);
 dp_status dp_plan_from_scores(const dp_model *m, const dp_groups *gs, const dp_scores *sc,
                               const int *keep_counts, const char *criterion, dp_plan *p,
                               dp_error *err);
-/* The planner: scores + budget -> plan. FLOPS/PARAMS/GLOBAL bisect one global threshold on
- * the ranking of score / group mean and return the plan closest to the target; the value
- * reached is in p->achieved. */
+/* The planner: scores + budget -> plan. FLOPS/PARAMS/LATENCY/GLOBAL bisect one global
+ * threshold on the ranking of score / group mean and return the plan closest to the target;
+ * the value reached is in p->achieved (for LATENCY the estimated reduction). */
 dp_status dp_plan_make(const dp_model *m, const dp_groups *gs, const dp_scores *sc,
                        const dp_budget *b, const char *criterion, dp_plan *p, dp_error *err);
 /* Data-free widths (C-SGD decides widths before it has scores): keep counts of every group
- * for a UNIFORM / GLOBAL ratio, PER_GROUP ratios, or a FLOPS / PARAMS target met by one
- * uniform ratio (bisection; the closest wins). *achieved (may be NULL): the FLOPs (params for
- * PARAMS) reduction reached. */
+ * for a UNIFORM / GLOBAL ratio, PER_GROUP ratios, or a FLOPS / PARAMS / LATENCY target met by
+ * one uniform ratio (bisection; the closest wins). *achieved (may be NULL): the reduction
+ * reached in the target's measure (FLOPs for ratio budgets). */
 dp_status dp_budget_widths(const dp_model *m, const dp_groups *gs, const dp_budget *b, int *keep,
                            double *achieved, dp_error *err);
 /* FEC's per-layer ratio rule r_g = clip(beta (1 - info[g].norm_entropy), 0, 0.9) with beta
@@ -201,6 +211,10 @@ dp_status dp_budget_widths(const dp_model *m, const dp_groups *gs, const dp_budg
 dp_status dp_plan_fec_ratio_rule(const dp_model *m, const dp_groups *gs, const dp_scores *sc,
                                  const dp_fec_group_info *info, const dp_budget *b, dp_plan *p,
                                  double *beta_out, dp_error *err);
+/* The reduction (fraction removed) that keep counts give in the measure of b's kind: FLOPs,
+ * params, estimated latency, or (other kinds) prunable channels. */
+double dp_budget_reduction(const dp_model *m, const dp_groups *gs, const dp_budget *b,
+                           const int *counts);
 /* Checks a plan against groups (counts, names, sorted unique in-range indices, unprunable
  * groups untouched). */
 dp_status dp_plan_check(const dp_plan *p, const dp_groups *gs, dp_error *err);

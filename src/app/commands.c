@@ -1,6 +1,7 @@
 /* Subcommands on a config or a checkpoint: `dprune [--resume] CONF`, `summary`, `eval`, `export`.
  */
 #include "app.h"
+#include "latency.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ int app_cmd_train(dp_app *app) {
     memset(&t, 0, sizeof t);
     dp_status st = dp_dist_check(&app->dist, app_open_data(c, &data, &err), &err);
     if (st == DP_OK) st = dp_dist_check(&app->dist, app_build_model(app, &data, &m, &err), &err);
+    if (st == DP_OK) st = app_latency_precheck(app, &m, &err);
     if (st == DP_OK) st = trainer_init(&t, app, &data, &m, &err);
     if (st == DP_OK && app->dist.rank == 0)
         fprintf(stderr,

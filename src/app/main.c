@@ -1,5 +1,6 @@
 /* dprune command line: `dprune [train] CONF`, `dprune summary CONF`, `dprune config-help`. */
 #include "app.h"
+#include "latency.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,8 @@ static void usage(FILE *out) {
             "       dprune --resume CONF       continue from the newest valid checkpoint\n"
             "       dprune summary CONF        per-layer output shape, params, FLOPs\n"
             "       dprune plan CONF           the prune plan the config would make (dry run)\n"
+            "       dprune profile CONF [OUT] [--batch N] [--grid G] [--reps R] [--infer-only]\n"
+            "                                  per-layer time table (latency budget)\n"
             "       dprune inspect FILE        sections, provenance, state, architecture\n"
             "       dprune eval FILE           a checkpoint on its config's test set\n"
             "       dprune export FILE [OUT] [--fp16|--bf16]   deployable copy, BN folded\n"
@@ -48,6 +51,7 @@ int main(int argc, char **argv) {
         }
         return app_cmd_export(argv[2], out, dtype);
     }
+    if (argc >= 2 && !strcmp(argv[1], "profile")) return app_main_profile(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "dump")) return app_cmd_dump(argv[2], argv[3]);
     if (argc == 6 && !strcmp(argv[1], "logits"))
         return app_cmd_logits(argv[2], argv[3], atoi(argv[4]), argv[5]);

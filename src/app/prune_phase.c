@@ -4,6 +4,7 @@
  * this file only sequences them. */
 #include "app.h"
 #include "calibrate.h"
+#include "latency.h"
 #include "prune_report.h"
 #include <math.h>
 #include <stdio.h>
@@ -40,6 +41,8 @@ void app_budget_from_config(const dp_prune_config *pc, dp_budget *b) {
         b->kind = DP_BUDGET_FLOPS;
     else if (!strcmp(pc->budget, "params"))
         b->kind = DP_BUDGET_PARAMS;
+    else if (!strcmp(pc->budget, "latency"))
+        b->kind = DP_BUDGET_LATENCY; /* b->latency is set by decide_plan */
     else
         b->kind = DP_BUDGET_UNIFORM;
 }
@@ -95,16 +98,15 @@ static int threshold_keep(const char *crit, const dp_groups *gs, const dp_scores
 }
 
 /* Threshold criteria: a fixed tau (budget "threshold"), or one global tau bisected to a
- * FLOPs/params target; returns the plan closest to the target. */
+ * FLOPs/params/latency target; returns the plan closest to the target. */
 static dp_status plan_by_threshold(const dp_model *m, const char *crit, const dp_prune_config *pc,
                                    const dp_groups *gs, const dp_scores *sc,
                                    const criterion_state *cs, const dp_budget *b, dp_plan *plan,
                                    dp_error *err) {
     int *keep = malloc(sizeof(int) * (size_t)gs->n_groups);
     if (!keep) return dp_fail(err, DP_ERR_NOMEM, "plan: out of memory");
-    int64_t flops0, params0;
-    dp_groups_count(m, gs, NULL, &flops0, &params0);
-    bool by_target = b->kind == DP_BUDGET_FLOPS || b->kind == DP_BUDGET_PARAMS;
+    bool by_target =
+        b->kind == DP_BUDGET_FLOPS || b->kind == DP_BUDGET_PARAMS || b->kind == DP_BUDGET_LATENCY;
     double tau = pc->tau, best_tau = tau, best_gap = INFINITY;
     /* keep counts grow with tau (corr) or with the CI share (ci): bisect on [0, 1] */
     double lo = 0, hi = 1;
@@ -115,10 +117,7 @@ static dp_status plan_by_threshold(const dp_model *m, const char *crit, const dp
                           ? threshold_keep(crit, gs, sc, cs, g, tau, b)
                           : gs->groups[g].channels;
         if (!by_target) break;
-        int64_t f, p;
-        dp_groups_count(m, gs, keep, &f, &p);
-        double reached =
-            b->kind == DP_BUDGET_FLOPS ? 1.0 - (double)f / flops0 : 1.0 - (double)p / params0;
+        double reached = dp_budget_reduction(m, gs, b, keep);
         if (fabs(reached - b->target) < best_gap)
             best_gap = fabs(reached - b->target), best_tau = tau;
         if (reached > b->target)
@@ -132,6 +131,8 @@ static dp_status plan_by_threshold(const dp_model *m, const char *crit, const dp
                           ? threshold_keep(crit, gs, sc, cs, g, best_tau, b)
                           : gs->groups[g].channels;
     dp_status st = dp_plan_from_scores(m, gs, sc, keep, crit, plan, err);
+    if (st == DP_OK && by_target)
+        plan->target = b->target, plan->achieved = dp_budget_reduction(m, gs, b, keep);
     if (st == DP_OK)
         snprintf(plan->budget, sizeof plan->budget, "%s tau %.4f",
                  by_target ? pc->budget : "threshold", by_target ? best_tau : pc->tau);
@@ -151,10 +152,20 @@ static dp_status decide_plan(const dp_model *m, const dp_prune_config *pc, const
         return dp_fail(err, DP_ERR_CONFIG,
                        "prune.budget = \"threshold\" needs prune.criterion corr or ci (got %s)",
                        crit);
+    app_latency lat = {0};
+    if (b.kind == DP_BUDGET_LATENCY) {
+        dp_status st = app_latency_open(pc, m, &lat, err);
+        if (st != DP_OK) return st;
+        b.latency = &lat.map;
+    }
+    dp_status st;
     if (threshold_crit && (!strcmp(pc->budget, "threshold") || b.kind == DP_BUDGET_FLOPS ||
-                           b.kind == DP_BUDGET_PARAMS))
-        return plan_by_threshold(m, crit, pc, gs, sc, cs, &b, plan, err);
-    return dp_plan_make(m, gs, sc, &b, crit, plan, err);
+                           b.kind == DP_BUDGET_PARAMS || b.kind == DP_BUDGET_LATENCY))
+        st = plan_by_threshold(m, crit, pc, gs, sc, cs, &b, plan, err);
+    else
+        st = dp_plan_make(m, gs, sc, &b, crit, plan, err);
+    app_latency_close(&lat);
+    return st;
 }
 
 dp_status app_bcast_blob(dp_dist *d, uint8_t **buf, size_t *len, dp_error *err) {
@@ -504,6 +515,7 @@ int app_cmd_plan(dp_app *app) {
                100.0 * (1 - (double)plan.flops_after / plan.flops_before),
                (long long)plan.params_before, (long long)plan.params_after,
                100.0 * (1 - (double)plan.params_after / plan.params_before));
+        app_latency_print_plan(&c->prune, &m, &gs, &plan, stdout);
     }
     dp_plan_free(&plan);
     dp_groups_free(&gs);

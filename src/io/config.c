@@ -723,6 +723,12 @@ static dp_status check_cross_fields(const parse_ctx *c, const config_t *lc) {
                            "e.g. %s = [0.5, 0.5, 0.5];",
                            counts[i], leaf(stat_names[i]));
 
+    if (!strcmp(cfg->prune.budget, "latency") && !cfg->prune.latency_table[0])
+        return fail_at(c, config_lookup(lc, "prune.budget"), "prune.latency_table",
+                       "missing; budget = \"latency\" needs a per-layer time table: write one "
+                       "with `dprune profile CONF` and add e.g. latency_table = "
+                       "\"runs/x/latency.txt\";");
+
     const dp_train_config *t = &cfg->train;
     for (int i = 1; i < t->n_milestones; i++)
         if (t->milestones[i] <= t->milestones[i - 1]) {

@@ -156,15 +156,17 @@ static const dp_setting dp_schema[] = {
     ENUM(prune, criterion, "none", "none|l1|l2|slim|fpgm|fec|random|hrank|corr|ci|cip|csgd",
          "Channel-importance criterion (METHODS.md); none = train only; csgd = C-SGD (train "
          "clusters of filters to be identical, then merge them; settings in csgd)."),
-    ENUM(prune, budget, "uniform", "uniform|ratios|global|flops|params|threshold",
+    ENUM(prune, budget, "uniform", "uniform|ratios|global|flops|params|latency|threshold",
          "How much to cut: the same ratio in every group, a ratio per group, one global "
-         "ranking (scores divided by their group's mean), a FLOPs or parameter reduction target "
-         "(bisection), or the criterion's own threshold (corr: tau, ci: cumulative tau)."),
+         "ranking (scores divided by their group's mean), a FLOPs, parameter or latency "
+         "reduction target (bisection; latency is estimated from latency_table), or the "
+         "criterion's own threshold (corr: tau, ci: cumulative tau)."),
     FLOAT(prune, ratio, 0.5, 0, 0.99, "uniform/global: fraction of channels removed."),
     FLIST(prune, ratios, n_ratios, 0, 0.99,
           "ratios: fraction removed per prunable group, in graph order (`dprune plan` lists "
           "the groups)."),
-    FLOAT(prune, target, 0.5, 0, 0.99, "flops/params: fraction of FLOPs or parameters removed."),
+    FLOAT(prune, target, 0.5, 0, 0.99,
+          "flops/params/latency: fraction of FLOPs, parameters or estimated latency removed."),
     FLOAT(prune, tau, 0.9, 0, 1,
           "threshold: corr removes while the largest kept correlation >= tau; ci keeps the "
           "highest-CI channels up to this fraction of the total CI."),
@@ -195,6 +197,13 @@ static const dp_setting dp_schema[] = {
          "fec: compress each kernel by its mean absolute weight instead of its mean."),
     INT(prune, cip_steps, 4, 1, 1000, "cip: soft-pruning steps of the cubic schedule."),
     BOOL(prune, cip_phi_tanh, true, "cip: tanh feature map (false = plain NISP, phi = 1)."),
+    STR(prune, latency_table, "",
+        "latency: the per-layer time table of this model written by `dprune profile CONF` "
+        "(docs/latency-table.md); relative to the config file.",
+        .flags = PATH),
+    ENUM(prune, latency_of, "inference", "inference|train",
+         "latency: the time the target reduces: inference (forward, eval mode) or train "
+         "(forward and backward; the table must hold training times)."),
 
     /* ---- csgd ---- */
     ENUM(csgd, clusters, "kmeans", "kmeans|even",

@@ -125,6 +125,7 @@ void dp_model_forward(const dp_model *m, dp_activations *a, const float *x, int 
         const dp_node *src = &m->nodes[n->in[0]];
         const float *in = a->out[n->in[0]];
         float *y = a->out[i];
+        double t0 = o->node_seconds ? dp_now_seconds() : 0;
         switch (n->op) {
         case DP_OP_CONV: {
             conv2d_shape s;
@@ -179,6 +180,7 @@ void dp_model_forward(const dp_model *m, dp_activations *a, const float *x, int 
         case DP_OP_INPUT:
             break;
         }
+        if (o->node_seconds) o->node_seconds[i] += dp_now_seconds() - t0;
     }
 }
 
@@ -207,6 +209,7 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
     memset(zeroed, 0, sizeof(bool) * (size_t)m->n_nodes);
     for (int i = last; i >= 1; i--) {
         const dp_node *n = &m->nodes[i];
+        double t0 = o->node_seconds ? dp_now_seconds() : 0; /* zeroing belongs to the consumer */
         for (int k = -1; k < n->n_in; k++) {
             int j = k < 0 ? i : n->in[k]; // k = -1: a node nobody consumed has a zero gradient
             while (j > 0 && is_view(&m->nodes[j])) j = m->nodes[j].in[0]; // shared storage
@@ -276,6 +279,7 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
         case DP_OP_INPUT:
             break;
         }
+        if (o->node_seconds) o->node_seconds[i] += dp_now_seconds() - t0;
         if (o->hooks && o->hooks->node_backward_done)
             o->hooks->node_backward_done(o->hooks->ctx, i);
     }

@@ -45,8 +45,8 @@ int dp_keep_from_ratio(int C, double r, const dp_budget *b) {
 }
 
 /* The reduction (fraction removed) that keep counts give in the measure of `kind`. */
-static double reduction(const dp_model *m, const dp_groups *gs, dp_budget_kind kind,
-                        const int *counts) {
+static double kind_reduction(const dp_model *m, const dp_groups *gs, dp_budget_kind kind,
+                             const int *counts) {
     if (kind == DP_BUDGET_FLOPS || kind == DP_BUDGET_PARAMS) {
         int64_t f0, p0, f, p;
         dp_groups_count(m, gs, NULL, &f0, &p0);
@@ -62,7 +62,14 @@ static double reduction(const dp_model *m, const dp_groups *gs, dp_budget_kind k
 
 double prune_reduction(const dp_model *m, const dp_groups *gs, dp_budget_kind kind,
                        const int *counts) {
-    return reduction(m, gs, kind, counts);
+    return kind_reduction(m, gs, kind, counts);
+}
+
+double dp_budget_reduction(const dp_model *m, const dp_groups *gs, const dp_budget *b,
+                           const int *counts) {
+    if (b->kind != DP_BUDGET_LATENCY) return kind_reduction(m, gs, b->kind, counts);
+    double t0 = dp_groups_latency_ms(m, gs, b->latency, NULL);
+    return t0 > 0 ? 1.0 - dp_groups_latency_ms(m, gs, b->latency, counts) / t0 : 0.0;
 }
 
 /* ---- global ranking ---- */
@@ -150,11 +157,11 @@ static dp_status global_counts(const dp_model *m, const dp_groups *gs, const dp_
     /* smallest k whose reduction reaches the target (K when none does) */
     int lo = 0, hi = K;
     counts_after_k(gs, e, K, b, counts);
-    if (reduction(m, gs, b->kind, counts) >= target) {
+    if (dp_budget_reduction(m, gs, b, counts) >= target) {
         while (lo < hi) {
             int mid = lo + (hi - lo) / 2;
             counts_after_k(gs, e, mid, b, counts);
-            if (reduction(m, gs, b->kind, counts) >= target)
+            if (dp_budget_reduction(m, gs, b, counts) >= target)
                 hi = mid;
             else
                 lo = mid + 1;
@@ -164,14 +171,14 @@ static dp_status global_counts(const dp_model *m, const dp_groups *gs, const dp_
     }
     int best = lo;
     counts_after_k(gs, e, lo, b, counts);
-    double r_hi = reduction(m, gs, b->kind, counts);
+    double r_hi = dp_budget_reduction(m, gs, b, counts);
     if (lo > 0) {
         counts_after_k(gs, e, lo - 1, b, counts);
-        double r_lo = reduction(m, gs, b->kind, counts);
+        double r_lo = dp_budget_reduction(m, gs, b, counts);
         if (fabs(r_lo - target) <= fabs(r_hi - target)) best = lo - 1; /* tie: prune less */
     }
     counts_after_k(gs, e, best, b, counts);
-    *achieved = reduction(m, gs, b->kind, counts);
+    *achieved = dp_budget_reduction(m, gs, b, counts);
     free(e);
     return DP_OK;
 }
@@ -185,7 +192,12 @@ static dp_status check_budget(const dp_groups *gs, const dp_scores *sc, const dp
     if ((b->kind == DP_BUDGET_UNIFORM || b->kind == DP_BUDGET_GLOBAL) &&
         !(b->ratio >= 0 && b->ratio <= 1))
         return dp_fail(err, DP_ERR_CONFIG, "prune: ratio %g must be in [0, 1]", b->ratio);
-    if ((b->kind == DP_BUDGET_FLOPS || b->kind == DP_BUDGET_PARAMS) &&
+    if (b->kind == DP_BUDGET_LATENCY && (!b->latency || !b->latency->entry))
+        return dp_fail(err, DP_ERR_CONFIG,
+                       "prune: a latency budget needs a latency table (prune.latency_table, "
+                       "written by `dprune profile`)");
+    if ((b->kind == DP_BUDGET_FLOPS || b->kind == DP_BUDGET_PARAMS ||
+         b->kind == DP_BUDGET_LATENCY) &&
         !(b->target >= 0 && b->target < 1))
         return dp_fail(err, DP_ERR_CONFIG, "prune: target reduction %g must be in [0, 1)",
                        b->target);
@@ -217,6 +229,8 @@ static const char *kind_name(dp_budget_kind k) {
         return "flops";
     case DP_BUDGET_PARAMS:
         return "params";
+    case DP_BUDGET_LATENCY:
+        return "latency";
     }
     return "?";
 }
@@ -238,13 +252,13 @@ dp_status dp_budget_widths(const dp_model *m, const dp_groups *gs, const dp_budg
                        "prune.ratios has %d entries but the model has %d prunable groups "
                        "(`dprune plan` lists them)",
                        b->n_ratios, dp_groups_prunable_count(gs));
-    if (b->kind == DP_BUDGET_FLOPS || b->kind == DP_BUDGET_PARAMS) {
+    if (b->kind == DP_BUDGET_FLOPS || b->kind == DP_BUDGET_PARAMS || b->kind == DP_BUDGET_LATENCY) {
         /* one ratio for every group, bisected; the closest to the target wins */
         double lo = 0, hi = 0.99, best_r = 0, best_gap = INFINITY;
         for (int it = 0; it < 40; it++) {
             double r = 0.5 * (lo + hi);
             ratio_counts(gs, b, r, keep);
-            double got = reduction(m, gs, b->kind, keep);
+            double got = dp_budget_reduction(m, gs, b, keep);
             if (fabs(got - b->target) < best_gap) best_gap = fabs(got - b->target), best_r = r;
             if (got > b->target)
                 hi = r;
@@ -256,8 +270,9 @@ dp_status dp_budget_widths(const dp_model *m, const dp_groups *gs, const dp_budg
         ratio_counts(gs, b, b->kind == DP_BUDGET_PER_GROUP ? -1 : b->ratio, keep);
     }
     if (achieved)
-        *achieved = reduction(
-            m, gs, b->kind == DP_BUDGET_PARAMS ? DP_BUDGET_PARAMS : DP_BUDGET_FLOPS, keep);
+        *achieved = b->kind == DP_BUDGET_PARAMS || b->kind == DP_BUDGET_LATENCY
+                        ? dp_budget_reduction(m, gs, b, keep)
+                        : kind_reduction(m, gs, DP_BUDGET_FLOPS, keep);
     return DP_OK;
 }
 
@@ -272,7 +287,7 @@ dp_status dp_plan_make(const dp_model *m, const dp_groups *gs, const dp_scores *
         ratio_counts(gs, b, b->kind == DP_BUDGET_UNIFORM ? b->ratio : -1, counts);
         if (b->kind == DP_BUDGET_UNIFORM) target = b->ratio;
         /* reported as the fraction of prunable channels removed */
-        achieved = reduction(m, gs, DP_BUDGET_GLOBAL, counts);
+        achieved = kind_reduction(m, gs, DP_BUDGET_GLOBAL, counts);
     } else {
         target = b->kind == DP_BUDGET_GLOBAL ? b->ratio : b->target;
         st = global_counts(m, gs, sc, b, target, counts, &achieved, err);
@@ -282,11 +297,13 @@ dp_status dp_plan_make(const dp_model *m, const dp_groups *gs, const dp_scores *
     if (st != DP_OK) return st;
     p->target = target;
     p->achieved = achieved;
+    const char *kind =
+        b->kind == DP_BUDGET_LATENCY && b->latency->train ? "train-latency" : kind_name(b->kind);
     if (target >= 0)
         snprintf(p->budget, sizeof p->budget, "%s %.6g (min_channels %d, min_keep %g, round_to %d)",
-                 kind_name(b->kind), target, b->min_channels, b->min_keep, b->round_to);
+                 kind, target, b->min_channels, b->min_keep, b->round_to);
     else
         snprintf(p->budget, sizeof p->budget, "%s (min_channels %d, min_keep %g, round_to %d)",
-                 kind_name(b->kind), b->min_channels, b->min_keep, b->round_to);
+                 kind, b->min_channels, b->min_keep, b->round_to);
     return DP_OK;
 }
