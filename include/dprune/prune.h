@@ -66,6 +66,10 @@ void dp_group_opts_default(dp_group_opts *o);
 dp_status dp_groups_build(const dp_model *m, const dp_group_opts *o, dp_groups *gs, dp_error *err);
 void dp_groups_free(dp_groups *gs);
 int dp_groups_prunable_count(const dp_groups *gs);
+/* The maps a group's channels are judged on (calibration statistics, the PCC training term):
+ * its post-ReLU outputs (for a residual stream, the ReLU after each block's add), or its last
+ * member when no ReLU follows. Writes up to max node indices to out; returns the count. */
+int dp_group_scored_nodes(const dp_model *m, const dp_channel_group *g, int *out, int max);
 
 /* Exact analytic FLOPs (MACs of conv + linear) and params (incl. BN and biases) of the model
  * that keeping keep_counts[g] channels of every group g would give (dp_node_flops /
