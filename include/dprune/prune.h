@@ -133,6 +133,35 @@ bool dp_is_weight_criterion(const char *criterion);
  * model (gs NULL) or only the BNs of prunable groups. */
 void dp_slim_add_bn_l1_grad(dp_model *m, const dp_groups *gs, double lambda);
 
+/* The PCC training term (METHODS.md section 4; the per-map math is dp_pcc_sample in
+ * prune_criteria.h): L = CE - lambda * mean over samples and maps of pcc, on the scored
+ * post-ReLU map of every prunable group (dp_group_scored_nodes; maps of one pixel or channel are
+ * left out). pcc is in [0, 1], so the term is in [-lambda, 0]; a negative lambda penalizes
+ * correlation instead. */
+typedef struct {
+    double lambda;
+    int n_maps;
+    int *nodes;     /* [n_maps] the maps' nodes */
+    int cap;        /* samples per batch at most */
+    int threads;    /* one workspace each */
+    size_t ws_len;  /* doubles per workspace */
+    double *ws;     /* [threads * ws_len] */
+    double *values; /* [n_maps * N] each (map, sample) pcc of the last call */
+} dp_pcc_term;
+
+/* DP_ERR_CONFIG when the model has no such map. cap: the activations' batch capacity. */
+dp_status dp_pcc_term_init(dp_pcc_term *t, const dp_model *m, const dp_groups *gs, double lambda,
+                           int cap, dp_error *err);
+/* After a train-mode forward of N <= cap local samples: writes the term's gradient
+ * -lambda * scale / n_maps * d pcc / d map into a->dout of every map and marks it
+ * (dp_activations_grad_written), so backward adds the consumers' gradients onto it and the ReLU
+ * mask applies. scale = 1 / global batch, the cross-entropy's. Returns the sum over the N
+ * samples of their mean pcc over the maps: the term's value is -lambda * scale * that. */
+double dp_pcc_term_apply(dp_pcc_term *t, const dp_model *m, dp_activations *a, int N, double scale);
+/* The same sum without touching any gradient. */
+double dp_pcc_term_value(dp_pcc_term *t, const dp_model *m, dp_activations *a, int N);
+void dp_pcc_term_free(dp_pcc_term *t);
+
 /* ======================= plans ======================= */
 
 typedef struct {
