@@ -278,6 +278,10 @@ static void test_errors(void) {
     EXPECT_ERROR("train = { epochs = 1; batch = 0; };\n", "'train.batch'", "[1, 1048576]");
     EXPECT_ERROR("train = { epochs = 1; accumulation = 0; };\n", "'train.accumulation'",
                  "[1, 4096]");
+    EXPECT_ERROR("train = { epochs = 1;\n pcc_lambda = 1000; };\n",
+                 "test.cfg:2:", "'train.pcc_lambda'", "1000 is out of range", "[-100, 100]");
+    EXPECT_ERROR("train = { epochs = 1; pcc_lambda = true; };\n", "'train.pcc_lambda'",
+                 "expected a number");
     EXPECT_ERROR("data = { std = [0.5, 0.0, 0.5]; };\n", "test.cfg:1:", "'data.std[1]'",
                  "out of range");
     EXPECT_ERROR("model = {\n  arch = \"resnet21\";\n};\n", "test.cfg:2:", "'model.arch'",
