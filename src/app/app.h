@@ -62,6 +62,7 @@ typedef struct {
     int phase_index;           /* 0 = training, r = fine-tuning after prune round r */
     int64_t run_step;          /* optimizer steps since the run began (all phases) */
     double bn_l1;              /* slim: lambda of the BN-L1 term (0 = off) */
+    dp_pcc_term pcc;           /* PCC term of the active phase (n_maps 0 = off) */
     bool bn_identical;         /* BN running statistics known equal on every rank */
     /* checkpoints */
     dp_ckpt_writer *writer; /* rank 0 */
@@ -100,7 +101,20 @@ void trainer_bn_updated(trainer *t);
  * Collective. */
 dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err);
 
+/* ---- the PCC term during training (app/trainer_pcc.c) ---- */
+/* At the start of a phase: builds the term on the current model when t->tc->pcc_lambda != 0
+ * (groups as the prune config makes them), drops it otherwise. Collective (error check). */
+dp_status trainer_pcc_prepare(trainer *t, dp_error *err);
+void trainer_pcc_drop(trainer *t);
+/* Progress-line text and metrics JSON fields (leading comma) of a summed pcc over `count`
+ * samples; both empty when the term is off. */
+void trainer_pcc_format(const trainer *t, double pcc_sum, double count, char *text, size_t tn,
+                        char *json, size_t jn);
+
 /* ---- the pruning phase (app/prune_phase.c) ---- */
+/* The channel groups of m with the prune config's options (protect, protect_first, residual). */
+dp_status app_build_groups(const dp_prune_config *pc, const dp_model *m, dp_groups *gs,
+                           dp_error *err);
 /* Rounds of calibrate, plan (rank 0), broadcast, surgery, BN re-estimation, fine-tune, then
  * the final evaluation and the before/after summary. *m is replaced by the pruned model. */
 dp_status app_prune(trainer *t, dp_model *m, dp_error *err);

@@ -297,11 +297,8 @@ static dp_status record_plan(trainer *t, const dp_plan *plan, dp_error *err) {
     return DP_OK;
 }
 
-/* One round on the current model: groups, scores, plan (rank 0), broadcast. */
-dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err) {
-    const dp_config *c = &t->app->cfg;
-    const dp_prune_config *pc = &c->prune;
-    dp_dist *d = &t->app->dist;
+dp_status app_build_groups(const dp_prune_config *pc, const dp_model *m, dp_groups *gs,
+                           dp_error *err) {
     char names[64][48];
     const char *ptrs[64];
     dp_group_opts go;
@@ -310,7 +307,15 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
     go.protect_first_conv = pc->protect_first;
     dp_status st = parse_protect(pc, names, ptrs, &go.n_protect, err);
     go.protect = ptrs;
-    if (st == DP_OK) st = dp_groups_build(t->m, &go, gs, err);
+    return st == DP_OK ? dp_groups_build(m, &go, gs, err) : st;
+}
+
+/* One round on the current model: groups, scores, plan (rank 0), broadcast. */
+dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err) {
+    const dp_config *c = &t->app->cfg;
+    const dp_prune_config *pc = &c->prune;
+    dp_dist *d = &t->app->dist;
+    dp_status st = app_build_groups(pc, t->m, gs, err);
     if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
 
     dp_scores sc = {0};
@@ -370,6 +375,7 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     ft.lr = pc->finetune_lr;
     ft.warmup_epochs = 0;
     snprintf(ft.schedule, sizeof ft.schedule, "cosine");
+    ft.pcc_lambda = 0; /* the PCC term shapes pre-training for CI; fine-tuning is CE only */
     char phase[32];
     for (int round = 1; round <= pc->rounds && st == DP_OK; round++) {
         snprintf(phase, sizeof phase, "finetune%d", round);
