@@ -78,6 +78,8 @@ typedef struct {
     double gamma;   /* decay factor for step/multistep */
     double min_lr;  /* cosine floor */
     int eval_every; /* epochs between evaluations (0 = only at the end) */
+    /* PCC term (METHODS.md 4): L = CE - pcc_lambda * mean pcc; 0 = off */
+    double pcc_lambda;
 } dp_train_config;
 
 typedef struct {

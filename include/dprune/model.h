@@ -179,7 +179,8 @@ typedef struct {
     float *conv_ws;
     size_t conv_ws_floats;
     double *bn_sums; /* scratch [4 * max C] */
-    bool *zeroed;    /* [n_nodes] backward bookkeeping: gradient buffer already zeroed */
+    bool *zeroed;    /* [n_nodes] backward bookkeeping: gradient buffer already set (zeroed, or
+                        written by the caller: dp_activations_grad_written) */
 } dp_activations;
 
 dp_status dp_activations_alloc(dp_activations *a, const dp_model *m, int cap, dp_error *err);
@@ -198,8 +199,15 @@ typedef struct {
 /* x [N, in_c, in_h, in_w] -> logits in a->out[output node] ([N, num_classes]). */
 void dp_model_forward(const dp_model *m, dp_activations *a, const float *x, int N,
                       const dp_forward_opts *o);
-/* Needs a->dout[output] set (dlogits). Zeroes the other activation grads first, then
- * accumulates parameter grads into m->grad_data (callers zero it per optimizer step). */
+/* Needs a->dout[output] set (dlogits). Zeroes the other activation grads first (except those
+ * marked by dp_activations_grad_written), then accumulates parameter grads into m->grad_data
+ * (callers zero it per optimizer step). */
 void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_forward_opts *o);
+/* A loss term on a hidden activation (e.g. PCC on a post-ReLU map): between a forward and its
+ * backward the caller writes (=, not +=) the term's gradient into the whole [N, c, h, w] buffer
+ * a->dout[node] of a node other than the input and the output, then marks it here; backward
+ * then adds the consumers' gradients onto it instead of zeroing it first. The mark lasts until
+ * the end of that backward (or the next forward). */
+void dp_activations_grad_written(dp_activations *a, const dp_model *m, int node);
 
 #endif

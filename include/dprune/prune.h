@@ -67,6 +67,10 @@ void dp_group_opts_default(dp_group_opts *o);
 dp_status dp_groups_build(const dp_model *m, const dp_group_opts *o, dp_groups *gs, dp_error *err);
 void dp_groups_free(dp_groups *gs);
 int dp_groups_prunable_count(const dp_groups *gs);
+/* The maps a group's channels are judged on (calibration statistics, the PCC training term):
+ * its post-ReLU outputs (for a residual stream, the ReLU after each block's add), or its last
+ * member when no ReLU follows. Writes up to max node indices to out; returns the count. */
+int dp_group_scored_nodes(const dp_model *m, const dp_channel_group *g, int *out, int max);
 
 /* Exact analytic FLOPs (MACs of conv + linear) and params (incl. BN and biases) of the model
  * that keeping keep_counts[g] channels of every group g would give (dp_node_flops /
@@ -135,6 +139,35 @@ bool dp_is_weight_criterion(const char *criterion);
 /* Network Slimming's training term: grad(gamma) += lambda * sign(gamma) for every BN of the
  * model (gs NULL) or only the BNs of prunable groups. */
 void dp_slim_add_bn_l1_grad(dp_model *m, const dp_groups *gs, double lambda);
+
+/* The PCC training term (METHODS.md section 4; the per-map math is dp_pcc_sample in
+ * prune_criteria.h): L = CE - lambda * mean over samples and maps of pcc, on the scored
+ * post-ReLU map of every prunable group (dp_group_scored_nodes; maps of one pixel or channel are
+ * left out). pcc is in [0, 1], so the term is in [-lambda, 0]; a negative lambda penalizes
+ * correlation instead. */
+typedef struct {
+    double lambda;
+    int n_maps;
+    int *nodes;     /* [n_maps] the maps' nodes */
+    int cap;        /* samples per batch at most */
+    int threads;    /* one workspace each */
+    size_t ws_len;  /* doubles per workspace */
+    double *ws;     /* [threads * ws_len] */
+    double *values; /* [n_maps * N] each (map, sample) pcc of the last call */
+} dp_pcc_term;
+
+/* DP_ERR_CONFIG when the model has no such map. cap: the activations' batch capacity. */
+dp_status dp_pcc_term_init(dp_pcc_term *t, const dp_model *m, const dp_groups *gs, double lambda,
+                           int cap, dp_error *err);
+/* After a train-mode forward of N <= cap local samples: writes the term's gradient
+ * -lambda * scale / n_maps * d pcc / d map into a->dout of every map and marks it
+ * (dp_activations_grad_written), so backward adds the consumers' gradients onto it and the ReLU
+ * mask applies. scale = 1 / global batch, the cross-entropy's. Returns the sum over the N
+ * samples of their mean pcc over the maps: the term's value is -lambda * scale * that. */
+double dp_pcc_term_apply(dp_pcc_term *t, const dp_model *m, dp_activations *a, int N, double scale);
+/* The same sum without touching any gradient. */
+double dp_pcc_term_value(dp_pcc_term *t, const dp_model *m, dp_activations *a, int N);
+void dp_pcc_term_free(dp_pcc_term *t);
 
 /* ======================= plans ======================= */
 

@@ -249,6 +249,10 @@ size_t dp_pcc_workspace_doubles(int C, int P);
  *   pcc = 1/(C(C-1)) sum_{i != j} R_ij^2.
  * If dpcc != NULL: dpcc [C, P] = d pcc / d A (overwritten). */
 double dp_pcc_sample(int C, int P, const float *A, double *dpcc, double *ws, size_t ws_len);
+/* The same, for training: dA [C, P] = scale * d pcc / d A as float (overwritten; zeros when
+ * C < 2 or the workspace is too small). */
+double dp_pcc_sample_grad(int C, int P, const float *A, double scale, float *dA, double *ws,
+                          size_t ws_len);
 /* Loss term of one layer for a local batch A [N, C, P] (ws: dp_pcc_workspace_doubles(C, P)
  * doubles, plus C*P more when dA != NULL; NaN if too small): returns
  * -lambda / (N_global * n_layers) * sum_n pcc_n (so summing over layers and ranks gives

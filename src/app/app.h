@@ -68,6 +68,7 @@ typedef struct trainer {
     int phase_index;           /* 0 = training, r = fine-tuning after prune round r */
     int64_t run_step;          /* optimizer steps since the run began (all phases) */
     double bn_l1;              /* slim: lambda of the BN-L1 term (0 = off) */
+    dp_pcc_term pcc;           /* PCC term of the active phase (n_maps 0 = off) */
     bool bn_identical;         /* BN running statistics known equal on every rank */
     /* checkpoints */
     dp_ckpt_writer *writer; /* rank 0 */
@@ -116,6 +117,17 @@ void trainer_bn_updated(trainer *t);
  * Collective. */
 dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err);
 
+/* ---- the PCC term during training (app/trainer_pcc.c) ---- */
+/* At the start of a phase: builds the term on the current model when t->tc->pcc_lambda != 0
+ * (groups as the prune config makes them), drops it otherwise. Collective (error check). */
+dp_status trainer_pcc_prepare(trainer *t, dp_error *err);
+void trainer_pcc_drop(trainer *t);
+/* Progress-line text and metrics JSON fields (leading comma) of a summed pcc over `count`
+ * samples; both empty when the term is off. */
+void trainer_pcc_format(const trainer *t, double pcc_sum, double count, char *text, size_t tn,
+                        char *json, size_t jn);
+
+/* The channel groups of m with the prune config's options (protect, protect_first, residual). */
 /* Optimizer steps per epoch of the training split with t's batch and accumulation. */
 int64_t trainer_steps_per_epoch(const trainer *t);
 
@@ -125,12 +137,10 @@ int64_t trainer_steps_per_epoch(const trainer *t);
 #define APP_CSGD_PHASE_BASE 1000
 /* The planner's budget from prune.* settings. */
 void app_budget_from_config(const dp_prune_config *pc, dp_budget *b);
-/* The channel groups of the current model under the prune config (protect rules, residual).
- * Collective (errors are agreed). */
-dp_status app_build_groups(trainer *t, const dp_model *m, dp_groups *gs, dp_error *err);
-/* The same on one rank (no collective). */
-dp_status app_build_groups_local(const dp_prune_config *pc, const dp_model *m, dp_groups *gs,
-                                 dp_error *err);
+/* The channel groups of m with the prune config's options (protect, protect_first, residual).
+ * Not collective: callers agree on errors. */
+dp_status app_build_groups(const dp_prune_config *pc, const dp_model *m, dp_groups *gs,
+                           dp_error *err);
 /* BN running statistics re-estimated on `batches` training batches (cumulative average). */
 dp_status app_reestimate_bn(trainer *t, int batches, dp_error *err);
 /* Appends a broadcast plan to the prune history saved in checkpoints. */

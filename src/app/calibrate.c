@@ -7,16 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The maps a group is scored on: its post-ReLU outputs (for a residual stream, the ReLU after
- * each block's add; the statistics of all of them are summed). */
-static int scored_nodes(const dp_model *m, const dp_channel_group *g, int *out, int max) {
-    int n = 0;
-    for (int i = 0; i < g->n_members && n < max; i++)
-        if (m->nodes[g->members[i]].op == DP_OP_RELU) out[n++] = g->members[i];
-    if (n == 0 && g->n_members > 0) out[n++] = g->members[g->n_members - 1];
-    return n;
-}
-
 static size_t stats_len(calib_kind kind, int C) {
     switch (kind) {
     case CALIB_CORR:
@@ -127,7 +117,7 @@ dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, cons
     for (int g = 0; g < gs->n_groups && st == DP_OK; g++) {
         if (!gs->groups[g].prunable) continue;
         int nodes[64];
-        int k = scored_nodes(m, &gs->groups[g], nodes, 64);
+        int k = dp_group_scored_nodes(m, &gs->groups[g], nodes, 64);
         for (int j = 0; j < k && st == DP_OK; j++) {
             accumulator *a = &acc[n_acc++];
             const dp_node *n = &m->nodes[nodes[j]];

@@ -21,7 +21,7 @@ static dp_status round_widths(trainer *t, const dp_groups *gs, int round, int *k
     int *final = calloc((size_t)gs->n_groups + 1, sizeof(int));
     if (!final) return dp_fail(err, DP_ERR_NOMEM, "C-SGD: out of memory");
     dp_status st = dp_model_build(&orig, &c->model, d->in_c, d->in_h, d->in_w, d->num_classes, err);
-    if (st == DP_OK) st = app_build_groups_local(&c->prune, &orig, &og, err); /* rank 0 only */
+    if (st == DP_OK) st = app_build_groups(&c->prune, &orig, &og, err); /* rank 0 only */
     if (st == DP_OK && og.n_groups != gs->n_groups)
         st = dp_fail(err, DP_ERR_ARG,
                      "C-SGD: the configured %s has %d channel groups, the model "
@@ -283,7 +283,7 @@ dp_status app_csgd_round(trainer *t, int round, dp_error *err) {
     bool resumed = t->resuming && t->resume_state.phase == APP_CSGD_PHASE_BASE + round;
     dp_groups gs = {0};
     dp_csgd_clusters cl = {0};
-    dp_status st = app_build_groups(t, t->m, &gs, err);
+    dp_status st = dp_dist_check(&t->app->dist, app_build_groups(&c->prune, t->m, &gs, err), err);
     if (st == DP_OK)
         st = resumed ? resumed_clusters(t, round, &gs, &cl, err)
                      : app_csgd_decide(t, round, &gs, &cl, err);
@@ -292,6 +292,7 @@ dp_status app_csgd_round(trainer *t, int round, dp_error *err) {
     phase_tc.epochs = c->csgd.epochs;
     phase_tc.lr = c->csgd.lr;
     phase_tc.warmup_epochs = 0;
+    phase_tc.pcc_lambda = 0; /* PCC builds redundancy for CI; C-SGD makes its own */
     snprintf(phase_tc.schedule, sizeof phase_tc.schedule, "%s", c->csgd.schedule);
     char phase[32];
     snprintf(phase, sizeof phase, "csgd%d", round);

@@ -316,13 +316,8 @@ dp_status app_record_plan(trainer *t, const dp_plan *plan, dp_error *err) {
     return DP_OK;
 }
 
-dp_status app_build_groups(trainer *t, const dp_model *m, dp_groups *gs, dp_error *err) {
-    return dp_dist_check(&t->app->dist, app_build_groups_local(&t->app->cfg.prune, m, gs, err),
-                         err);
-}
-
-dp_status app_build_groups_local(const dp_prune_config *pc, const dp_model *m, dp_groups *gs,
-                                 dp_error *err) {
+dp_status app_build_groups(const dp_prune_config *pc, const dp_model *m, dp_groups *gs,
+                           dp_error *err) {
     char names[64][48];
     const char *ptrs[64];
     dp_group_opts go;
@@ -331,8 +326,7 @@ dp_status app_build_groups_local(const dp_prune_config *pc, const dp_model *m, d
     go.protect_first_conv = pc->protect_first;
     dp_status st = parse_protect(pc, names, ptrs, &go.n_protect, err);
     go.protect = ptrs;
-    if (st == DP_OK) st = dp_groups_build(m, &go, gs, err);
-    return st;
+    return st == DP_OK ? dp_groups_build(m, &go, gs, err) : st;
 }
 
 /* One round on the current model: groups, scores, plan (rank 0), broadcast. */
@@ -340,8 +334,8 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
     const dp_config *c = &t->app->cfg;
     const dp_prune_config *pc = &c->prune;
     dp_dist *d = &t->app->dist;
-    dp_status st = app_build_groups(t, t->m, gs, err);
-    if (st != DP_OK) return st;
+    dp_status st = app_build_groups(pc, t->m, gs, err);
+    if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
     if (!strcmp(pc->criterion, "csgd")) { /* the plan the merge would make */
         dp_csgd_clusters cl = {0};
         st = app_csgd_decide(t, round, gs, &cl, err);
@@ -436,6 +430,7 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     ft.lr = pc->finetune_lr;
     ft.warmup_epochs = 0;
     snprintf(ft.schedule, sizeof ft.schedule, "cosine");
+    ft.pcc_lambda = 0; /* the PCC term shapes pre-training for CI; fine-tuning is CE only */
     char phase[32];
     bool csgd = !strcmp(pc->criterion, "csgd");
     for (int round = 1; round <= pc->rounds && st == DP_OK; round++) {

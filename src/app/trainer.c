@@ -158,9 +158,10 @@ static void inject_faults(const trainer *t, int64_t global_step, dp_batch *b) {
 }
 
 /* Runs one optimizer step over `accum` micro-batches; returns the summed loss/correct/count
- * over all ranks in stats[0..2]. */
+ * over all ranks in stats[0..2], a stop request in stats[3] and the summed per-sample PCC in
+ * stats[4]. */
 static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t global_step,
-                            int64_t step_in_epoch, int64_t steps_per_epoch, double stats[4],
+                            int64_t step_in_epoch, int64_t steps_per_epoch, double stats[5],
                             dp_error *err) {
     const dp_config *c = &t->app->cfg;
     dp_dist *d = &t->app->dist;
@@ -171,7 +172,7 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
     int64_t step_samples = 0;
     for (int a = 0; a < accum; a++) step_samples += micro_batch_size(t, step_in_epoch * accum + a);
     float scale = 1.0f / (float)step_samples;
-    double local[3] = {0, 0, 0};
+    double local[3] = {0, 0, 0}, pcc_sum = 0;
     dp_status st = DP_OK;
     for (int a = 0; a < accum; a++) {
         dp_batch b;
@@ -197,6 +198,9 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
         int64_t t1, t5;
         topk_correct(b.n, K, t->act.out[last], b.y, &t1, &t5);
         local[1] += (double)t1, local[2] += b.n;
+        /* the PCC term's gradient goes into the maps' activation gradients; backward adds on */
+        if (t->pcc.n_maps > 0)
+            pcc_sum += dp_pcc_term_apply(&t->pcc, m, &t->act, b.n, 1.0 / (double)step_samples);
         dp_model_backward(m, &t->act, b.n, &fo);
     }
     if (t->sync && (st = dp_grad_sync_finish(t->sync, err)) != DP_OK) return st;
@@ -207,7 +211,8 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
     memcpy(stats, local, sizeof local);
     /* a stop signal on any rank travels with the step's sums: every rank stops here */
     stats[3] = app_signal_pending() ? 1.0 : 0.0;
-    if ((st = dp_dist_sum_double(d, stats, 4, err)) != DP_OK) return st;
+    stats[4] = pcc_sum;
+    if ((st = dp_dist_sum_double(d, stats, 5, err)) != DP_OK) return st;
     if (!isfinite(stats[0]))
         return dp_fail(err, DP_ERR_NUMERIC,
                        "the training loss became %g in %s at step %lld; lower the learning "
@@ -242,7 +247,9 @@ dp_status trainer_run(trainer *t, dp_error *err) {
                            .world = d->world,
                            .seed = (uint64_t)c->run.seed};
     dp_loader *ld = NULL;
-    dp_status st = dp_dist_check(&t->app->dist, dp_loader_open(&ld, &lc, err), err);
+    dp_status st = trainer_pcc_prepare(t, err);
+    if (st != DP_OK) return st;
+    st = dp_dist_check(&t->app->dist, dp_loader_open(&ld, &lc, err), err);
     if (st != DP_OK) return st;
     int64_t steps_per_epoch = dp_loader_batches_per_epoch(ld) / t->tc->accumulation;
     if (steps_per_epoch < 1) {
@@ -274,13 +281,13 @@ dp_status trainer_run(trainer *t, dp_error *err) {
         st = dp_dist_check(&t->app->dist,
                            dp_loader_start_epoch_at(ld, data_epoch, s0 * t->tc->accumulation, err),
                            err);
-        double ep_loss = 0, ep_correct = 0, ep_count = 0;
+        double ep_loss = 0, ep_correct = 0, ep_count = 0, ep_pcc = 0;
         for (int64_t s = s0; s < steps_per_epoch && st == DP_OK; s++, step++) {
-            double stats[4];
+            double stats[5];
             st = train_step(t, ld, data_epoch, step, s, steps_per_epoch, stats, err);
             if (st != DP_OK) break;
             t->run_step++;
-            ep_loss += stats[0], ep_correct += stats[1], ep_count += stats[2];
+            ep_loss += stats[0], ep_correct += stats[1], ep_count += stats[2], ep_pcc += stats[4];
             window_images += (int64_t)stats[2];
             window_steps++;
             if (stats[3] > 0) { /* a stop signal: checkpoint at this step boundary and end */
@@ -302,31 +309,38 @@ dp_status trainer_run(trainer *t, dp_error *err) {
                 double wait_ms =
                     t->sync ? 1e3 * dp_grad_sync_wait_seconds(t->sync) / window_steps : 0;
                 if (t->sync) dp_grad_sync_reset_timers(t->sync);
+                char pcc_text[48], pcc_json[96];
+                trainer_pcc_format(t, stats[4], stats[2], pcc_text, sizeof pcc_text, pcc_json,
+                                   sizeof pcc_json);
                 fprintf(stderr,
-                        "%s epoch %d/%d  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.5f  "
+                        "%s epoch %d/%d  step %lld/%lld  loss %.4f%s  acc %.2f%%  lr %.5f  "
                         "%.0f img/s  ETA %s\n",
                         t->phase, epoch + 1, t->tc->epochs, (long long)s + 1,
-                        (long long)steps_per_epoch, stats[0] / stats[2],
+                        (long long)steps_per_epoch, stats[0] / stats[2], pcc_text,
                         100.0 * stats[1] / stats[2], lr, ips, eta);
                 dp_metrics_write(
                     t->metrics,
                     "\"type\":\"train\",\"phase\":\"%s\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6f,"
                     "\"acc\":%.6f,\"lr\":%.8g,\"images_per_s\":%.1f,"
-                    "\"comm_wait_ms\":%.3f",
+                    "\"comm_wait_ms\":%.3f%s",
                     t->phase, epoch + 1, (long long)step + 1, stats[0] / stats[2],
-                    stats[1] / stats[2], lr, ips, wait_ms);
+                    stats[1] / stats[2], lr, ips, wait_ms, pcc_json);
                 window_t = now, window_images = 0, window_steps = 0;
             }
         }
         if (st != DP_OK || t->stopped) break;
         if (t->sync && d->rank != 0) dp_grad_sync_reset_timers(t->sync);
-        if (d->rank == 0)
+        if (d->rank == 0) {
+            char pcc_text[48], pcc_json[96];
+            trainer_pcc_format(t, ep_pcc, ep_count, pcc_text, sizeof pcc_text, pcc_json,
+                               sizeof pcc_json);
             dp_metrics_write(
                 t->metrics,
                 "\"type\":\"epoch\",\"phase\":\"%s\",\"epoch\":%d,\"loss\":%.6f,\"acc\":%.6f,"
-                "\"seconds\":%.3f",
+                "\"seconds\":%.3f%s",
                 t->phase, epoch + 1, ep_loss / ep_count, ep_correct / ep_count,
-                dp_now_seconds() - t0);
+                dp_now_seconds() - t0, pcc_json);
+        }
         bool stop = false;
         if (t->epoch_end) {
             trainer_epoch_info info = {.epoch = epoch + 1, .epochs = t->tc->epochs};
@@ -400,6 +414,7 @@ dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err) {
     if (t->act.out) dp_activations_free(&t->act, t->m);
     dp_grad_sync_free(t->sync);
     t->sync = NULL;
+    trainer_pcc_drop(t); /* its maps were nodes of the old model */
     dp_model_free(t->m);
     *t->m = *fresh; /* the caller's model now is the new one */
     memset(fresh, 0, sizeof *fresh);
@@ -427,6 +442,7 @@ void trainer_free(trainer *t) {
     free(t->prune_history);
     free(t->csgd_state);
     free(t->keys);
+    trainer_pcc_drop(t);
     dp_grad_sync_free(t->sync);
     dp_sgd_free(&t->opt);
     if (t->act.out) dp_activations_free(&t->act, t->m);

@@ -271,6 +271,9 @@ static bool literal_wrapped(const parse_ctx *c, const config_setting_t *s, long 
     if (!p) return false;
     const char *eol = strchr(p, '\n');
     size_t n = strlen(name);
+    /* one line may hold several settings of this name (model.layers entries): the value was
+     * read as written if any of them matches it */
+    bool mismatch = false;
     for (const char *q = p; (q = strstr(q, name)) && (!eol || q < eol); q += n) {
         bool word_start = q == c->text || !(isalnum((unsigned char)q[-1]) || q[-1] == '_');
         const char *r = q + n;
@@ -280,11 +283,12 @@ static bool literal_wrapped(const parse_ctx *c, const config_setting_t *s, long 
         while (*r == ' ' || *r == '\t') r++;
         char *end;
         long long v = strtoll(r, &end, 0);
-        if (end == r) return false;
-        *written = v;
-        return v != value;
+        if (end == r) continue;
+        if (v == value) return false;
+        if (!mismatch || v != (int32_t)v) *written = v; /* prefer the literal that wraps */
+        mismatch = true;
     }
-    return false;
+    return mismatch;
 }
 
 /* ---------------------------------------------------------------- values */

@@ -126,6 +126,12 @@ static const dp_setting dp_schema[] = {
     FLOAT(train, gamma, 0.1, 0, 1, "Decay factor of the step and multistep schedules."),
     FLOAT(train, min_lr, 0, 0, UNBOUNDED, "Floor of the cosine schedule."),
     INT(train, eval_every, 1, 0, 100000, "Epochs between evaluations; 0 = only at the end."),
+    FLOAT(train, pcc_lambda, 0, -100, 100,
+          "PCC loss (METHODS.md section 4): training minimises CE - pcc_lambda * mean pcc, the "
+          "pixel-level cross-correlation of the channels of every prunable group's post-ReLU map "
+          "(in [0, 1], averaged over samples and maps), so a positive value rewards correlated "
+          "maps for ci to find (1.0 in the paper) and a negative one penalizes them; 0 = off. "
+          "Fine-tuning after pruning always trains with CE only."),
 
     /* ---- dist ---- */
     BOOL(dist, overlap, true,

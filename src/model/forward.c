@@ -120,6 +120,8 @@ static void bn_forward(const dp_model *m, dp_activations *a, int i, int N,
 void dp_model_forward(const dp_model *m, dp_activations *a, const float *x, int N,
                       const dp_forward_opts *o) {
     a->out[0] = (float *)x;
+    /* gradients written for an earlier forward are stale now */
+    memset(a->zeroed, 0, sizeof(bool) * (size_t)m->n_nodes);
     for (int i = 1; i < m->n_nodes; i++) {
         const dp_node *n = &m->nodes[i];
         const dp_node *src = &m->nodes[n->in[0]];
@@ -205,8 +207,9 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
      * streams every gradient buffer through memory once more before backward touches it;
      * instead each is zeroed (on all threads) just before the first consumer in reverse
      * order adds into it, while its lines are about to be used anyway. */
-    bool *zeroed = a->zeroed; /* allocated with the activations: no allocation per step */
-    memset(zeroed, 0, sizeof(bool) * (size_t)m->n_nodes);
+    /* allocated with the activations (no allocation per step); cleared by forward and at the
+     * end, so only the caller's dp_activations_grad_written marks are set here */
+    bool *zeroed = a->zeroed;
     for (int i = last; i >= 1; i--) {
         const dp_node *n = &m->nodes[i];
         double t0 = o->node_seconds ? dp_now_seconds() : 0; /* zeroing belongs to the consumer */
@@ -283,4 +286,10 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
         if (o->hooks && o->hooks->node_backward_done)
             o->hooks->node_backward_done(o->hooks->ctx, i);
     }
+    memset(zeroed, 0, sizeof(bool) * (size_t)m->n_nodes);
+}
+
+void dp_activations_grad_written(dp_activations *a, const dp_model *m, int node) {
+    while (node > 0 && is_view(&m->nodes[node])) node = m->nodes[node].in[0]; /* shared storage */
+    if (node > 0) a->zeroed[node] = true;
 }

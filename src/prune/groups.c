@@ -93,6 +93,14 @@ int dp_groups_prunable_count(const dp_groups *gs) {
     return n;
 }
 
+int dp_group_scored_nodes(const dp_model *m, const dp_channel_group *g, int *out, int max) {
+    int n = 0;
+    for (int i = 0; i < g->n_members && n < max; i++)
+        if (m->nodes[g->members[i]].op == DP_OP_RELU) out[n++] = g->members[i];
+    if (n == 0 && g->n_members > 0 && max > 0) out[n++] = g->members[g->n_members - 1];
+    return n;
+}
+
 static int find_node(const dp_model *m, const char *name) {
     for (int i = 0; i < m->n_nodes; i++)
         if (!strcmp(m->nodes[i].name, name)) return i;

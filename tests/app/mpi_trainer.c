@@ -7,8 +7,7 @@
  * - sharded evaluation on W ranks gives exactly the single-rank counts */
 #include "app.h"
 #include "mpi_testutil.h"
-#include <stdlib.h>
-#include <string.h>
+#include "trainer_testutil.h"
 
 static const char *conf_bn =
     "run = { dir = \"/tmp/dprune-test-mpi-trainer\"; seed = 7; threads = 1; log_every = 0; };\n"
@@ -38,71 +37,7 @@ static const char *conf_nobn =
     "  eval_every = 0; };\n"
     "dist = { overlap = %s; };\n";
 
-typedef struct {
-    float *params, *buffers;
-} snapshot;
-
-static void take(const dp_model *m, snapshot *s) {
-    s->params = malloc(sizeof(float) * m->n_param_floats);
-    s->buffers = malloc(sizeof(float) * (m->n_buffer_floats + 1));
-    memcpy(s->params, m->param_data, sizeof(float) * m->n_param_floats);
-    memcpy(s->buffers, m->buffer_data, sizeof(float) * m->n_buffer_floats);
-}
-
-static void restore(dp_model *m, const snapshot *s) {
-    memcpy(m->param_data, s->params, sizeof(float) * m->n_param_floats);
-    memcpy(m->buffer_data, s->buffers, sizeof(float) * m->n_buffer_floats);
-}
-
-static void drop(snapshot *s) {
-    free(s->params);
-    free(s->buffers);
-}
-
-/* Trains from the current weights with `app`'s view of the ranks. */
-static dp_status train(dp_app *app, dp_app_data *d, dp_model *m) {
-    trainer t;
-    dp_error err = {0};
-    dp_status st = trainer_init(&t, app, d, m, &err);
-    if (st == DP_OK) st = trainer_run(&t, &err);
-    if (st != DP_OK) fprintf(stderr, "train: %s\n", err.msg);
-    trainer_free(&t);
-    return st;
-}
-
-/* max over tensors of ||a - b|| / ||b|| */
-static double worst_rel(const dp_model *m, const float *a, const float *b) {
-    double worst = 0;
-    for (int p = 0; p < m->n_params; p++) {
-        const dp_tensor_view *v = &m->params[p];
-        double num = 0, den = 0;
-        for (size_t j = 0; j < v->numel; j++) {
-            double x = a[v->offset + j], y = b[v->offset + j];
-            num += (x - y) * (x - y), den += y * y;
-        }
-        double r = sqrt(num) / (sqrt(den) + 1e-30);
-        if (r > worst) worst = r;
-    }
-    return worst;
-}
-
-static void setup(dp_app *app, const char *text, dp_app_data *d, dp_model *m) {
-    dp_error err = {0};
-    CHECK_MSG(dp_config_parse(&app->cfg, text, "test.cfg", ".", &err) == DP_OK, "%s", err.msg);
-    CHECK_MSG(app_open_data(&app->cfg, d, &err) == DP_OK, "%s", err.msg);
-    CHECK_MSG(app_build_model(app, d, m, &err) == DP_OK, "%s", err.msg);
-    app->dist.watchdog_seconds = 120; /* a hang fails the test instead of stalling CTest */
-}
-
-/* every rank runs the one-rank reference on its own: separate run directories */
-static dp_app self_view(const dp_app *world) {
-    dp_app self = *world;
-    snprintf(self.cfg.run.dir, sizeof self.cfg.run.dir, "/tmp/dprune-test-mpi-trainer/self%d",
-             world->dist.rank);
-    dp_dist_self(&self.dist);
-    self.dist.watchdog_seconds = 120;
-    return self;
-}
+#define DIR "/tmp/dprune-test-mpi-trainer"
 
 static void test_ranks_match_one_rank(dp_app *world) {
     dp_app_data d;
@@ -123,7 +58,7 @@ static void test_ranks_match_one_rank(dp_app *world) {
     CHECK(memcmp(pw.params, pw2.params, sizeof(float) * m.n_param_floats) == 0);
 
     /* the one-rank reference, computed by every rank alone */
-    dp_app self = self_view(world);
+    dp_app self = self_view(world, DIR);
     restore(&m, &init);
     CHECK(train(&self, &d, &m) == DP_OK);
     double rel = worst_rel(&m, pw.params, m.param_data);
@@ -172,11 +107,10 @@ static void test_accumulation_matches_ranks(dp_app *world, bool overlap) {
     app_close_data(&d);
 
     /* 1 rank accumulating W micro-batches (each as large as one rank's share) */
-    dp_app self = self_view(world);
+    dp_app self = self_view(world, DIR);
     snprintf(text, sizeof text, conf_nobn, W, "true");
     setup(&self, text, &d, &m);
-    snprintf(self.cfg.run.dir, sizeof self.cfg.run.dir, "/tmp/dprune-test-mpi-trainer/self%d",
-             world->dist.rank);
+    snprintf(self.cfg.run.dir, sizeof self.cfg.run.dir, DIR "/self%d", world->dist.rank);
     restore(&m, &init);
     CHECK(train(&self, &d, &m) == DP_OK);
     double rel = worst_rel(&m, pw.params, m.param_data);

@@ -23,6 +23,11 @@ run_mpi 2 60 "$TMP/nodata.cfg"; expect_error "missing data directory" "nowhere"
 
 run_mpi 2 60 "$TMP/does-not-exist.cfg"; expect_error "missing config file" "does-not-exist.cfg"
 
+# the PCC term on a network without a prunable multi-pixel post-ReLU map
+cfg 'prune = { protect_first = true; };' nomaps.cfg
+sed -i 's/fmnist_cnn"; /custom"; layers = ( { type = "conv"; out = 4; k = 3; }, { type = "relu"; }, { type = "linear"; out = 10; } ); /; s/batch = 64; /batch = 64; pcc_lambda = 1; /' "$TMP/nomaps.cfg"
+run_mpi 2 60 "$TMP/nomaps.cfg"; expect_error "PCC term without maps" "nomaps.cfg: train.pcc_lambda = 1: .*post-ReLU map"
+
 # a truncated data file
 mkdir -p "$TMP/cifar"
 head -c 30000 "${DPRUNE_SHARED_DIR:-$SRC/../shared}/data/cifar10-subset/data_batch_1.bin" > "$TMP/cifar/data_batch_1.bin"

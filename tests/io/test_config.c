@@ -210,6 +210,19 @@ static void test_layers(void) {
     CHECK_CLOSE(L[6].p, 0.25, 0, 0);
     CHECK(strcmp(L[8].type, "linear") == 0 && L[8].out == 10 && L[8].bias);
 
+    /* several layers on one line: each field keeps its own value (the wrapped-literal check
+     * reads the line and must not take another layer's `out` for this one's) */
+    const char *one_line =
+        "data = { dataset = \"mnist\"; };\ntrain = { epochs = 1; };\n"
+        "model = { arch = \"custom\"; layers = ( { type = \"conv\"; out = 4; "
+        "k = 3; }, { type = \"relu\"; }, { type = \"linear\"; out = 10; } ); };\n";
+    CHECK_MSG(parse(one_line, &cfg, &err) == DP_OK, "%s", err.msg);
+    CHECK(cfg.model.n_layers == 3 && L[0].out == 4 && L[2].out == 10);
+    EXPECT_ERROR("data = { dataset = \"mnist\"; };\ntrain = { epochs = 1; };\n"
+                 "model = { arch = \"custom\"; layers = ( { type = \"conv\"; out = 4; k = 3; }, "
+                 "{ type = \"linear\"; out = 10000000000; } ); };\n",
+                 "test.cfg:3:", "'model.layers[1].out'", "10000000000 does not fit");
+
     /* more than DP_MAX_CUSTOM_LAYERS entries */
     size_t cap = 64 * (DP_MAX_CUSTOM_LAYERS + 2) + 256;
     char *big = malloc(cap);
@@ -278,6 +291,10 @@ static void test_errors(void) {
     EXPECT_ERROR("train = { epochs = 1; batch = 0; };\n", "'train.batch'", "[1, 1048576]");
     EXPECT_ERROR("train = { epochs = 1; accumulation = 0; };\n", "'train.accumulation'",
                  "[1, 4096]");
+    EXPECT_ERROR("train = { epochs = 1;\n pcc_lambda = 1000; };\n",
+                 "test.cfg:2:", "'train.pcc_lambda'", "1000 is out of range", "[-100, 100]");
+    EXPECT_ERROR("train = { epochs = 1; pcc_lambda = true; };\n", "'train.pcc_lambda'",
+                 "expected a number");
     EXPECT_ERROR("data = { std = [0.5, 0.0, 0.5]; };\n", "test.cfg:1:", "'data.std[1]'",
                  "out of range");
     EXPECT_ERROR("model = {\n  arch = \"resnet21\";\n};\n", "test.cfg:2:", "'model.arch'",

@@ -1,7 +1,8 @@
 /* PCC loss: pcc in [0, 1] (loss term in [-lambda, 0]), ~1 for identical channels, ~0 for
  * channels on disjoint pixels, analytic gradient vs central finite differences in double
- * (inputs and steps exactly representable in float), sign and scaling of the batch loss
- * (-lambda / (N_global * layers)) and accumulation into dA. */
+ * (inputs and steps exactly representable in float) for both Gram routes (C <= P, P < C),
+ * values against the definition, the float gradient of training, sign and scaling of the batch
+ * loss (-lambda / (N_global * layers)) and accumulation into dA. */
 #include "dprune/prune_criteria.h"
 #include "testutil.h"
 #include <stdlib.h>
@@ -43,6 +44,49 @@ static void test_fd(int C, int P, unsigned seed) {
     CHECK(maxg > 0);
     CHECK(fabs(gmean) < 1e-12 * maxg * CP); // per-channel zero mean -> total zero mean
     dp_free(A), dp_free(ws), dp_free(g);
+}
+
+/* pcc by the definition: z_c in double, then every pair */
+static double naive_pcc(int C, int P, const float *A) {
+    double *Z = malloc(sizeof(double) * (size_t)C * P), acc = 0;
+    for (int c = 0; c < C; c++) {
+        double mean = 0, ss = 0;
+        for (int p = 0; p < P; p++) mean += A[c * P + p];
+        mean /= P;
+        for (int p = 0; p < P; p++) ss += (A[c * P + p] - mean) * (A[c * P + p] - mean);
+        for (int p = 0; p < P; p++) Z[c * P + p] = (A[c * P + p] - mean) / sqrt(ss + 1e-5 * P);
+    }
+    for (int i = 0; i < C; i++)
+        for (int j = 0; j < C; j++) {
+            if (i == j) continue;
+            double r = 0;
+            for (int p = 0; p < P; p++) r += Z[i * P + p] * Z[j * P + p];
+            acc += r * r;
+        }
+    free(Z);
+    return acc / ((double)C * (C - 1));
+}
+
+static void test_routes_and_float_grad(int C, int P, unsigned seed) {
+    size_t CP = (size_t)C * P, wl = dp_pcc_workspace_doubles(C, P);
+    float *A = dp_alloc_floats(CP), *gf = dp_alloc_floats(CP);
+    double *ws = dp_alloc(sizeof(double) * wl), *g = dp_alloc(sizeof(double) * CP);
+    fill_grid(A, CP, seed);
+    double v = dp_pcc_sample(C, P, A, g, ws, wl), want = naive_pcc(C, P, A);
+    CHECK_MSG(fabs(v - want) <= 1e-12 * (want + 1e-3), "C %d P %d: pcc %.17g vs definition %.17g",
+              C, P, v, want);
+    double scale = -0.37;
+    CHECK(dp_pcc_sample_grad(C, P, A, scale, gf, ws, wl) == v);
+    int ok = 1;
+    for (size_t i = 0; i < CP; i++) ok &= gf[i] == (float)(scale * g[i]);
+    CHECK_MSG(ok, "C %d P %d: float gradient is not scale * the double one", C, P);
+    // too small a workspace: zero gradient, zero value (never a write past the end)
+    for (size_t i = 0; i < CP; i++) gf[i] = 1;
+    CHECK(dp_pcc_sample_grad(C, P, A, scale, gf, ws, wl - 1) == 0);
+    ok = 1;
+    for (size_t i = 0; i < CP; i++) ok &= gf[i] == 0;
+    CHECK(ok);
+    dp_free(A), dp_free(gf), dp_free(ws), dp_free(g);
 }
 
 static void test_values(void) {
@@ -114,6 +158,11 @@ int main(void) {
     test_fd(7, 16, 2);
     test_fd(3, 50, 3);
     test_fd(12, 4, 4); // P < C
+    test_fd(9, 8, 5);  // P < C by one
+    test_routes_and_float_grad(6, 20, 6);
+    test_routes_and_float_grad(20, 6, 7);
+    test_routes_and_float_grad(16, 16, 8);
+    test_routes_and_float_grad(40, 2, 9);
     test_values();
     test_batch();
     return dp_test_finish();

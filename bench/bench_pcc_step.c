@@ -1,0 +1,167 @@
+/* What the PCC training term (train.pcc_lambda) adds to a training step: steps of a built-in
+ * network with the term off and on, interleaved, on random data.
+ *
+ *   bench_pcc_step MODEL BATCH THREADS [ROUNDS=5] [ITERS=3] [LAMBDA=1]
+ *
+ * A step is the trainer's (one rank, no accumulation): zero grads, forward (train mode), softmax
+ * cross-entropy, with the term on dp_pcc_term_apply (every prunable group's post-ReLU map, groups
+ * with the config defaults: first conv protected), backward, SGD step. Each round runs ITERS
+ * steps off and ITERS steps on, the order alternating between rounds so that a noisy neighbour
+ * hits both alike; a round's figure is the median of its steps. Prints one line per round and
+ *   RESULT impl=dprune-pcc model=.. batch=.. threads=.. off_s=.. on_s=.. ratio=.. pcc_s=.. maps=..
+ * with the medians over rounds of the off and on step times, the median of the per-round ratios
+ * on/off (target: < 1.3 on vgg16) and the median time of the term alone. */
+#include "dprune/model.h"
+#include "dprune/nn.h"
+#include "dprune/optim.h"
+#include "dprune/prune.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void fill_uniform(float *x, size_t n, uint64_t seed, float scale) {
+    dp_rng r;
+    dp_rng_init(&r, seed, 0, 0, 0);
+    for (size_t i = 0; i < n; i++) x[i] = scale * (float)(2.0 * dp_rng_uniform(&r) - 1.0);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct {
+    dp_model *m;
+    dp_activations *act;
+    dp_sgd *opt;
+    dp_pcc_term *term;
+    float *x;
+    int32_t *y;
+    uint64_t *keys;
+    int N;
+    double pcc_seconds; /* the term's share of the last step */
+} step_ctx;
+
+static void train_step(step_ctx *s, bool pcc) {
+    dp_model *m = s->m;
+    int last = dp_model_output_node(m), K = m->num_classes;
+    memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
+    dp_forward_opts fo = {.train = true, .seed = 1, .sample_keys = s->keys};
+    dp_model_forward(m, s->act, s->x, s->N, &fo);
+    float *dlogits = s->act->dout[last];
+    memset(dlogits, 0, sizeof(float) * (size_t)s->N * K);
+    volatile double loss =
+        softmax_xent_forward_backward(s->N, K, s->act->out[last], s->y, 0.0f, 1.0f / s->N, dlogits);
+    int64_t t1, t5;
+    topk_correct(s->N, K, s->act->out[last], s->y, &t1, &t5);
+    if (pcc) {
+        double t0 = dp_now_seconds();
+        loss += dp_pcc_term_apply(s->term, m, s->act, s->N, 1.0 / s->N);
+        s->pcc_seconds = dp_now_seconds() - t0;
+    }
+    (void)loss;
+    dp_model_backward(m, s->act, s->N, &fo);
+    dp_sgd_step(s->opt, m, 0.01);
+}
+
+/* median step time of iters steps */
+static double run_block(step_ctx *s, bool pcc, int iters, double *pcc_median) {
+    double t[64], tp[64];
+    int n = iters > 64 ? 64 : iters;
+    for (int i = 0; i < n; i++) {
+        double t0 = dp_now_seconds();
+        train_step(s, pcc);
+        t[i] = dp_now_seconds() - t0;
+        tp[i] = s->pcc_seconds;
+    }
+    if (pcc_median) *pcc_median = median(tp, n);
+    return median(t, n);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s MODEL BATCH THREADS [ROUNDS=5] [ITERS=3] [LAMBDA=1]\n", argv[0]);
+        return 2;
+    }
+    const char *arch = argv[1];
+    int N = atoi(argv[2]), threads = atoi(argv[3]);
+    int rounds = argc > 4 ? atoi(argv[4]) : 5, iters = argc > 5 ? atoi(argv[5]) : 3;
+    double lambda = argc > 6 ? atof(argv[6]) : 1.0;
+    if (N < 1 || threads < 1 || rounds < 1 || rounds > 1000 || iters < 1) {
+        fprintf(stderr, "bad arguments\n");
+        return 2;
+    }
+    threads = dp_threads_setup(threads);
+    bool mnist = !strcmp(arch, "fmnist_cnn") || !strcmp(arch, "lenet5");
+    int c = mnist ? 1 : 3, h = mnist ? 28 : 32, classes = 10;
+    dp_model_config mc;
+    memset(&mc, 0, sizeof mc);
+    snprintf(mc.arch, sizeof mc.arch, "%s", arch);
+    mc.width = 1.0;
+    snprintf(mc.shortcut, sizeof mc.shortcut, "A");
+    dp_model m;
+    dp_activations act;
+    dp_groups gs;
+    dp_group_opts go;
+    dp_group_opts_default(&go);
+    dp_pcc_term term;
+    dp_sgd opt;
+    dp_train_config tc;
+    memset(&tc, 0, sizeof tc);
+    tc.momentum = 0.9, tc.weight_decay = 5e-4;
+    dp_error err = {0};
+    if (dp_model_build(&m, &mc, c, h, h, classes, &err) != DP_OK ||
+        dp_activations_alloc(&act, &m, N, &err) != DP_OK ||
+        dp_groups_build(&m, &go, &gs, &err) != DP_OK ||
+        dp_pcc_term_init(&term, &m, &gs, lambda, N, &err) != DP_OK ||
+        dp_sgd_init(&opt, &m, &tc, &err) != DP_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    dp_model_init_weights(&m, 42);
+    size_t nx = (size_t)N * c * h * h;
+    float *x = dp_alloc_floats(nx);
+    fill_uniform(x, nx, 7, 1.0f);
+    int32_t *y = calloc((size_t)N, sizeof(int32_t));
+    uint64_t *keys = calloc((size_t)N, sizeof(uint64_t));
+    for (int i = 0; i < N; i++) y[i] = (int32_t)((i * 7919u) % (unsigned)classes), keys[i] = i;
+    step_ctx s = {
+        .m = &m, .act = &act, .opt = &opt, .term = &term, .x = x, .y = y, .keys = keys, .N = N};
+
+    printf("%s batch %d, %d threads, lambda %g: PCC on %d maps, OpenBLAS core %s\n", arch, N,
+           threads, lambda, term.n_maps, dp_blas_corename());
+    train_step(&s, false), train_step(&s, true); /* warm-up: page in every buffer */
+    double *off = calloc((size_t)rounds, sizeof(double)),
+           *on = calloc((size_t)rounds, sizeof(double));
+    double *ratio = calloc((size_t)rounds, sizeof(double)),
+           *pcc = calloc((size_t)rounds, sizeof(double));
+    for (int r = 0; r < rounds; r++) {
+        if (r % 2 == 0) {
+            off[r] = run_block(&s, false, iters, NULL);
+            on[r] = run_block(&s, true, iters, &pcc[r]);
+        } else {
+            on[r] = run_block(&s, true, iters, &pcc[r]);
+            off[r] = run_block(&s, false, iters, NULL);
+        }
+        ratio[r] = on[r] / off[r];
+        printf("round %d: off %.4f s  on %.4f s  (term %.4f s)  on/off %.3f\n", r + 1, off[r],
+               on[r], pcc[r], ratio[r]);
+    }
+    printf("RESULT impl=dprune-pcc model=%s batch=%d threads=%d off_s=%.5f on_s=%.5f ratio=%.4f "
+           "pcc_s=%.5f maps=%d rounds=%d iters=%d core=%s\n",
+           arch, N, threads, median(off, rounds), median(on, rounds), median(ratio, rounds),
+           median(pcc, rounds), term.n_maps, rounds, iters, dp_blas_corename());
+
+    free(off), free(on), free(ratio), free(pcc), free(y), free(keys), dp_free(x);
+    dp_sgd_free(&opt);
+    dp_pcc_term_free(&term);
+    dp_groups_free(&gs);
+    dp_activations_free(&act, &m);
+    dp_model_free(&m);
+    return 0;
+}
