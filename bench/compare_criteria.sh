@@ -4,7 +4,8 @@
 # fine-tune order and the random criterion), and prints mean and standard deviation of test
 # accuracy right after surgery (BN re-estimated) and after fine-tuning, params, FLOPs and the
 # measured inference speed. Every criterion gets the same budget: the same prune settings and
-# the same fine-tune epochs after the common checkpoint.
+# the same fine-tune epochs after the common checkpoint (csgd spends them in its C-SGD phase,
+# with no fine-tuning after the exact merge; its "after surgery" is after that phase).
 #
 #   bench/compare_criteria.sh CONF "corr l1 random" 3 [RANKS]
 # The prune section of CONF (budget, ratios, finetune_epochs, ...) is used as is; only
@@ -48,6 +49,14 @@ t = re.sub(r'dir\s*=\s*"[^"]*"', f'dir = "{rundir}"', t, count=1)
 t = re.sub(r'criterion\s*=\s*"[^"]*"', f'criterion = "{crit}"', t, count=1)
 t = re.sub(r'seed\s*=\s*\d+', f'seed = {seed}', t, count=1)
 t = t.replace('path = "../', 'path = "' + os.path.dirname(src) + '/../')
+if crit == "csgd":  # C-SGD spends the fine-tune budget in its own phase, then merges
+    m = re.search(r'finetune_epochs\s*=\s*(\d+)', t)
+    n = m.group(1) if m else "2"
+    t = re.sub(r'finetune_epochs\s*=\s*\d+', 'finetune_epochs = 0', t, count=1)
+    if re.search(r'csgd\s*:\s*{', t):
+        t = re.sub(r'(csgd\s*:\s*{[^}]*?)epochs\s*=\s*\d+', lambda k: k.group(1) + f'epochs = {n}', t, count=1)
+    else:
+        t += f'\ncsgd: {{ epochs = {n}; }};\n'
 open(dst, "w").write(t)
 PY
     printf '\ncheckpoint: { resume = "%s"; every_epochs = 0; };\n' "$ckpt" >> "$out/$crit-s$s.cfg"

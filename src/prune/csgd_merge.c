@@ -52,6 +52,10 @@ dp_status dp_csgd_merge_plan(const dp_model *m, const dp_groups *gs, const dp_cs
         for (int h = 0; h < k; h++) sc.s[g][cl->members[g][cl->first[g][h]]] = 1.0;
     }
     st = dp_plan_from_scores(m, gs, &sc, keep, "csgd", p, err);
+    if (st == DP_OK) { /* no target: the widths were chosen before C-SGD; FLOPs say what it did */
+        p->target = -1;
+        p->achieved = p->flops_before > 0 ? 1.0 - (double)p->flops_after / p->flops_before : 0;
+    }
     if (st == DP_OK) /* the plan's scores say how many channels each kept one stands for */
         for (int g = 0; g < gs->n_groups; g++)
             for (int h = 0; h < cl->n_clusters[g] && p->groups[g].scores; h++)

@@ -74,6 +74,24 @@ run_mpi 2 300 --resume "$TMP/c.cfg"
 [ "$rc" -eq 0 ] && [ "$(final_fp "$TMP/c")" = "$want" ] && ok "SIGKILL in C-SGD + resume: bitwise identical" \
   || { bad "SIGKILL in C-SGD + resume differs (exit $rc)"; tail -5 "$TMP/out"; }
 
+# schedules: two rounds toward the target (64 -> 48 -> 32), and train wider then squeeze to
+# the width-1 model (model.width = 1.5: conv2 96 -> 64)
+small() { # $1 run dir, $2 a further sed expression
+  conf "$1" | sed -e 's/limit_train = 3072/limit_train = 1024/' -e 's/epochs = 2;/epochs = 1;/' \
+    -e 's/epochs = 6; threshold = 1e-9;/epochs = 1; threshold = 0;/' -e 's/finetune_epochs = 1;/finetune_epochs = 0;/' \
+    -e 's/check_every = 1;/check_every = 0;/' -e 's/every_epochs = 1;/every_epochs = 0;/' -e "$2"
+}
+small "$TMP/r" 's/finetune_epochs = 0;/finetune_epochs = 0; rounds = 2;/' > "$TMP/r.cfg"
+run_mpi 2 300 "$TMP/r.cfg"
+[ "$rc" -eq 0 ] && grep -q "'conv2': 64 -> 48 channels" "$TMP/r/plan-round1.txt" && grep -q "'conv2': 48 -> 32 channels" "$TMP/r/plan-round2.txt" \
+  && ok "two C-SGD rounds: conv2 64 -> 48 -> 32" \
+  || { bad "two rounds (exit $rc)"; head -3 "$TMP/r/plan-round1.txt" "$TMP/r/plan-round2.txt"; tail -5 "$TMP/out"; }
+small "$TMP/w" 's/arch = "fmnist_cnn";/arch = "fmnist_cnn"; width = 1.5;/; s/^csgd = {/csgd = { target = "base_width";/' > "$TMP/w.cfg"
+run_mpi 2 300 "$TMP/w.cfg"
+[ "$rc" -eq 0 ] && grep -q "'conv2': 96 -> 64 channels" "$TMP/w/plan-round1.txt" && grep -q "'fc1': 192 -> 128 channels" "$TMP/w/plan-round1.txt" \
+  && ok "train wider (x1.5), squeeze to width 1: conv2 96 -> 64, fc1 192 -> 128" \
+  || { bad "base_width squeeze (exit $rc)"; grep -- "->" "$TMP/w/plan-round1.txt" | head; tail -5 "$TMP/out"; }
+
 # dry run: the merge plan without training
 run_mpi 1 120 plan "$TMP/a.cfg"
 [ "$rc" -eq 0 ] && grep -q "FLOPs 4241152 -> 1117056" "$TMP/out" && ok "dprune plan previews the merge" \
