@@ -66,14 +66,14 @@ static dp_status keep_state(schedule *s, dp_error *err) {
 }
 
 /* Rank 0: one line and one metrics record per step: what the mask zeroes (or the plan cuts),
- * per prunable group, and how many of the previous step's zeroed channels it keeps (they grew
- * back above others). */
+ * per prunable group, and how many of the previous step's zeroed channels it no longer masks
+ * (re-scored above others: grown back, or a tie among dead maps broken by index). */
 static void report(schedule *s, int step, int epoch, const dp_groups *gs, const dp_plan *mask,
                    bool cut) {
     trainer *t = s->t;
     if (t->app->dist.rank != 0) return;
     const dp_plan *prev = &s->state.mask;
-    int64_t zeroed = 0, revived = 0;
+    int64_t zeroed = 0, unmasked = 0;
     char per_text[1024] = "", per_json[1024] = "";
     size_t tl = 0, jl = 0;
     for (int g = 0; g < gs->n_groups; g++) {
@@ -86,7 +86,7 @@ static void report(schedule *s, int step, int epoch, const dp_groups *gs, const 
             const dp_group_plan *pp = &prev->groups[g];
             for (int k = 0, j = 0; k < gp->n_keep; k++) {
                 while (j < pp->n_keep && pp->keep[j] < gp->keep[k]) j++;
-                revived += !(j < pp->n_keep && pp->keep[j] == gp->keep[k]);
+                unmasked += !(j < pp->n_keep && pp->keep[j] == gp->keep[k]);
             }
         }
         if (tl < sizeof per_text)
@@ -99,17 +99,17 @@ static void report(schedule *s, int step, int epoch, const dp_groups *gs, const 
     double fraction = dp_cip_schedule(1.0, step, s->steps);
     fprintf(stderr,
             "%s step %d/%d after epoch %d: %.4f of the budget (%s): %s %lld channels (%s); %lld "
-            "of step %d's zeroed channels grew back; FLOPs if cut %lld -> %lld\n",
+            "of step %d's are no longer masked; FLOPs if cut %lld -> %lld\n",
             t->phase, step, s->steps, epoch, fraction, mask->budget, cut ? "cuts" : "soft-zeroes",
-            (long long)zeroed, per_text, (long long)revived, s->state.step,
+            (long long)zeroed, per_text, (long long)unmasked, s->state.step,
             (long long)mask->flops_before, (long long)mask->flops_after);
     dp_metrics_write(t->metrics,
                      "\"type\":\"cip_step\",\"phase\":\"%s\",\"round\":%d,\"step\":%d,"
                      "\"steps\":%d,\"epoch\":%d,\"fraction\":%.6f,\"cut\":%s,\"zeroed\":%lld,"
-                     "\"zeroed_per_group\":[%s],\"revived\":%lld,\"flops_after\":%lld,"
+                     "\"zeroed_per_group\":[%s],\"unmasked\":%lld,\"flops_after\":%lld,"
                      "\"params_after\":%lld",
                      t->phase, s->round, step, s->steps, epoch, fraction, cut ? "true" : "false",
-                     (long long)zeroed, per_json, (long long)revived, (long long)mask->flops_after,
+                     (long long)zeroed, per_json, (long long)unmasked, (long long)mask->flops_after,
                      (long long)mask->params_after);
 }
 
