@@ -217,6 +217,8 @@ dp_status app_cip_round(trainer *t, int round, dp_error *err) {
         if (resumed)
             fprintf(stderr, "CIP round %d: resumed inside the schedule after step %d of %d\n",
                     round, s.state.step, s.steps);
+        else if (pc->cip_epochs == 0)
+            fprintf(stderr, "CIP round %d: prune.cip_epochs = 0: one shot, no soft steps\n", round);
         else
             fprintf(stderr,
                     "CIP round %d: %d steps, one every %d epochs (%d epochs at lr %g), toward "
