@@ -40,7 +40,11 @@ echo "baseline checkpoint: $ckpt"
 printf 'criterion\tseed\tafter_surgery\tfinal\tparams\tflops\tinfer_img_s\n' > "$out/results.tsv"
 for crit in $criteria; do
   for s in $(seq 1 "$seeds"); do
-    dir="$out/$crit-s$s"; rm -rf "$dir"
+    dir="$out/$crit-s$s"
+    if [ -s "$dir/metrics.jsonl" ] && grep -q '"type":"prune_summary"' "$dir/metrics.jsonl"; then
+      echo "$crit seed $s: done before (delete $dir to redo it)"
+    else
+    rm -rf "$dir"
     python3 - "$conf" "$out/$crit-s$s.cfg" "$dir" "$crit" "$s" <<'PY'
 import re, sys, os
 src, dst, rundir, crit, seed = sys.argv[1:]
@@ -49,6 +53,7 @@ t = re.sub(r'dir\s*=\s*"[^"]*"', f'dir = "{rundir}"', t, count=1)
 t = re.sub(r'criterion\s*=\s*"[^"]*"', f'criterion = "{crit}"', t, count=1)
 t = re.sub(r'seed\s*=\s*\d+', f'seed = {seed}', t, count=1)
 t = t.replace('path = "../', 'path = "' + os.path.dirname(src) + '/../')
+t = re.sub(r'(?m)^checkpoint\s*[:=]\s*\{[^}]*\}\s*;?', '', t)  # replaced below: resume from the baseline
 if crit == "csgd":  # C-SGD spends the fine-tune budget in its own phase, then merges
     m = re.search(r'finetune_epochs\s*=\s*(\d+)', t)
     n = m.group(1) if m else "2"
@@ -61,6 +66,7 @@ open(dst, "w").write(t)
 PY
     printf '\ncheckpoint: { resume = "%s"; every_epochs = 0; };\n' "$ckpt" >> "$out/$crit-s$s.cfg"
     "$here/launch/mpirun" "$ranks" "$bin" "$out/$crit-s$s.cfg" > "$dir.log" 2>&1 || { echo "$crit seed $s failed: $dir.log"; continue; }
+    fi
     python3 - "$dir/metrics.jsonl" "$crit" "$s" >> "$out/results.tsv" <<'PY'
 import json, sys
 path, crit, seed = sys.argv[1:]

@@ -54,6 +54,8 @@ typedef struct {
     const char *metrics_json; /* metrics summary */
     const void *csgd_state;   /* opaque bytes from prune/ (C-SGD clusters), saved mid-phase */
     size_t csgd_state_len;
+    const void *cip_state; /* opaque bytes from prune/ (CIP schedule step and mask), mid-phase */
+    size_t cip_state_len;
 } dp_checkpoint_src;
 
 /* A checkpoint in memory: a loaded file, or a snapshot owning copies of everything. */
@@ -68,9 +70,11 @@ typedef struct {
     int n_provenance;
     uint8_t *prune_history; /* NULL when absent */
     size_t prune_history_len;
-    char *metrics_json; /* NULL when absent */
+    char *metrics_json;  /* NULL when absent */
     uint8_t *csgd_state; /* NULL when absent */
     size_t csgd_state_len;
+    uint8_t *cip_state; /* NULL when absent */
+    size_t cip_state_len;
     /* filled on load */
     uint16_t format_major, format_minor;
     dp_dtype param_dtype; /* stored precision of the parameters */

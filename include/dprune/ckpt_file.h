@@ -16,7 +16,7 @@
 /* Major: a reader refuses a file of another major version. Minor: sections or trailing fields
  * were added; older readers skip what they do not know (see the versioning rules in the doc). */
 #define DP_CKPT_VERSION_MAJOR 1
-#define DP_CKPT_VERSION_MINOR 1 /* 1: optional section 10, csgd */
+#define DP_CKPT_VERSION_MINOR 2 /* 1: optional section 10, csgd; 2: optional section 11, cip */
 #define DP_CKPT_HEADER_BYTES 32
 #define DP_CKPT_ENTRY_BYTES 32
 
@@ -38,6 +38,7 @@ enum {
     DP_SEC_PRUNE_HISTORY = 8, /* opaque bytes owned by prune/ */
     DP_SEC_METRICS = 9,       /* metrics summary, JSON text */
     DP_SEC_CSGD = 10,         /* opaque bytes owned by prune/: C-SGD clusters mid-phase */
+    DP_SEC_CIP = 11,          /* opaque bytes owned by prune/: CIP schedule step and mask */
 };
 /* Section flags. */
 enum {

@@ -129,6 +129,8 @@ typedef struct {
     bool fec_abs_mean;
     int cip_steps;
     bool cip_phi_tanh;
+    int cip_epochs; /* cip: length of the soft-pruning schedule (a multiple of cip_steps) */
+    double cip_lr;  /* cip: its constant learning rate */
     char latency_table[DP_PATH_MAX]; /* latency: table written by `dprune profile` */
     char latency_of[DP_NAME_MAX];    /* latency: inference | train */
 } dp_prune_config;

@@ -240,6 +240,10 @@ void dp_cip_residual_block(int C_in, int C_mid, int C_out, const double *A1, con
 double dp_cip_schedule(double p_final, int t, int n);
 /* Channels soft-zeroed at step t of C: floor(p_t * C) (never above the final target). */
 int dp_cip_schedule_count(int C, double p_final, int t, int n);
+/* The step done at the end of epoch e (1-based) of a schedule of n steps over E epochs: steps
+ * t = 1..n fall on the ends of epochs t * E / n (E a multiple of n; step 0, which zeroes
+ * nothing, is the schedule's start). -1 when e ends no step. */
+int dp_cip_step_at_epoch(int e, int E, int n);
 
 /* ===================== PCC loss (pcc_loss.c), section 4 ===================== */
 /* Doubles of workspace for one sample of C x P. */

@@ -84,6 +84,10 @@ typedef struct trainer {
     dp_csgd_strength csgd_strength;
     uint8_t *csgd_state; /* the clusters as bytes: saved in checkpoints of the phase */
     size_t csgd_state_len;
+    /* CIP schedule in progress (app/cip_phase.c): its step and mask as bytes, saved in the
+     * checkpoints of the schedule; NULL outside it */
+    uint8_t *cip_state;
+    size_t cip_state_len;
     /* called at every epoch end of trainer_run before evaluation and checkpoint; *stop ends
      * the phase there (its checkpoint then says the phase is complete) */
     dp_status (*epoch_end)(void *ctx, trainer_epoch_info *info, bool *stop, dp_error *err);
@@ -135,6 +139,9 @@ int64_t trainer_steps_per_epoch(const trainer *t);
 /* Phase index of round r's C-SGD training in checkpoints (r = its fine-tuning after the merge):
  * the C-SGD phase of round r comes after round r-1's fine-tuning and before round r's. */
 #define APP_CSGD_PHASE_BASE 1000
+/* Round r's CIP schedule: the same slot (training before round r's surgery); a run has one
+ * criterion. */
+#define APP_CIP_PHASE_BASE APP_CSGD_PHASE_BASE
 /* The planner's budget from prune.* settings. */
 void app_budget_from_config(const dp_prune_config *pc, dp_budget *b);
 /* The channel groups of m with the prune config's options (protect, protect_first, residual).
@@ -166,6 +173,24 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err);
 /* One round's decision on the current model: groups, scores (calibration if the criterion
  * needs it), the plan on rank 0, broadcast to every rank. Collective. */
 dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err);
+/* The same with `fraction` of the configured budget (ratio, ratios or target times it; 1 = as
+ * configured): a step of CIP's schedule. Collective. */
+dp_status app_plan_round_at(trainer *t, int round, double fraction, dp_groups *gs, dp_plan *plan,
+                            dp_error *err);
+/* Cuts a broadcast plan: recorded in the prune history, written as text (rank 0), the same
+ * surgery on every rank, t->m replaced. Collective. */
+dp_status app_cut(trainer *t, int round, const dp_groups *gs, const dp_plan *plan, dp_error *err);
+/* CIP (app/cip_phase.c). The prune config whose budget is `fraction` of pc's (uniform/global
+ * ratio, per-group ratios, FLOPs/params/latency target). */
+void app_cip_budget_at(const dp_prune_config *pc, double fraction, dp_prune_config *out);
+/* CIP scores of the prunable groups of t->m: RMS statistics of every feature map (calibration,
+ * rank-count independent), then the propagation on rank 0 (sc untouched elsewhere).
+ * Collective. */
+dp_status app_cip_scores(trainer *t, const dp_groups *gs, dp_scores *sc, dp_error *err);
+/* CIP round r: the soft schedule (steps 1..n-1 soft-zero a growing fraction of the budget at
+ * the scheduled epoch ends, re-scored each time; masks from rank 0), then step n's plan is cut.
+ * Resumes inside its schedule. On return (not stopped) t->m is the pruned model. */
+dp_status app_cip_round(trainer *t, int round, dp_error *err);
 /* `dprune plan CONF`: the plan the config would make, printed, nothing cut. */
 int app_cmd_plan(dp_app *app);
 

@@ -93,41 +93,80 @@ static size_t workspace_len(calib_kind kind, const accumulator *a) {
     return 1;
 }
 
+/* The results of n_slots slots (groups, or listed maps) and room for an accumulator per node. */
+static accumulator *calib_begin(const dp_model *m, int n_slots, calib_result *r, dp_error *err) {
+    memset(r, 0, sizeof *r);
+    r->n_groups = n_slots;
+    r->total = calloc((size_t)n_slots + 1, sizeof(double *));
+    r->len = calloc((size_t)n_slots + 1, sizeof(size_t));
+    r->shift = calloc((size_t)n_slots + 1, sizeof(double *));
+    accumulator *acc = calloc((size_t)m->n_nodes + 1, sizeof(accumulator));
+    if (r->total && r->len && r->shift && acc) return acc;
+    free(acc);
+    dp_fail(err, DP_ERR_NOMEM, "calibration: out of memory");
+    return NULL;
+}
+
+/* One accumulator for map `node`, summed into slot `slot` on rank 0. */
+static dp_status add_accumulator(accumulator *acc, int *n_acc, const dp_model *m, int slot,
+                                 int node, calib_kind kind, const dp_dist *dist,
+                                 const calib_set *set, dp_error *err) {
+    int64_t first_block, nblocks;
+    dp_calib_block_range(set->n, DP_CALIB_BLOCK, dist->rank, dist->world, &first_block, &nblocks);
+    accumulator *a = &acc[(*n_acc)++];
+    const dp_node *n = &m->nodes[node];
+    *a = (accumulator){.group = slot, .node = node, .C = n->c, .H = n->h, .W = n->w};
+    return dp_calib_partials_init(&a->parts, first_block, nblocks, DP_CALIB_BLOCK,
+                                  stats_len(kind, n->c), err);
+}
+
+static dp_status calib_run(dp_dist *dist, const dp_model *m, const dp_app_data *d,
+                           const calib_set *set, calib_kind kind, uint64_t seed, accumulator *acc,
+                           int n_acc, dp_status st, calib_result *r, dp_error *err);
+
 dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, const calib_set *set,
                     const dp_groups *gs, calib_kind kind, uint64_t seed, calib_result *r,
                     dp_error *err) {
-    memset(r, 0, sizeof *r);
-    r->n_groups = gs->n_groups;
-    r->total = calloc((size_t)gs->n_groups, sizeof(double *));
-    r->len = calloc((size_t)gs->n_groups, sizeof(size_t));
-    r->shift = calloc((size_t)gs->n_groups, sizeof(double *));
-    accumulator *acc = calloc((size_t)m->n_nodes + 1, sizeof(accumulator));
+    accumulator *acc = calib_begin(m, gs->n_groups, r, err);
     int n_acc = 0;
-    dp_activations act = {0};
-    float *x = NULL;
-    double *ws = NULL;
-    size_t ws_len = 1;
-    dp_status st = DP_OK;
-    if (!r->total || !r->len || !r->shift || !acc) {
-        st = dp_fail(err, DP_ERR_NOMEM, "calibration: out of memory");
-        goto done;
-    }
-    int64_t first_block, nblocks;
-    dp_calib_block_range(set->n, DP_CALIB_BLOCK, dist->rank, dist->world, &first_block, &nblocks);
+    dp_status st = acc ? DP_OK : DP_ERR_NOMEM;
     for (int g = 0; g < gs->n_groups && st == DP_OK; g++) {
         if (!gs->groups[g].prunable) continue;
         int nodes[64];
         int k = dp_group_scored_nodes(m, &gs->groups[g], nodes, 64);
-        for (int j = 0; j < k && st == DP_OK; j++) {
-            accumulator *a = &acc[n_acc++];
-            const dp_node *n = &m->nodes[nodes[j]];
-            *a = (accumulator){.group = g, .node = nodes[j], .C = n->c, .H = n->h, .W = n->w};
-            st = dp_calib_partials_init(&a->parts, first_block, nblocks, DP_CALIB_BLOCK,
-                                        stats_len(kind, n->c), err);
-            size_t need = workspace_len(kind, a);
-            if (need > ws_len) ws_len = need;
-        }
+        for (int j = 0; j < k && st == DP_OK; j++)
+            st = add_accumulator(acc, &n_acc, m, g, nodes[j], kind, dist, set, err);
     }
+    return calib_run(dist, m, d, set, kind, seed, acc, n_acc, st, r, err);
+}
+
+dp_status calibrate_maps(dp_dist *dist, const dp_model *m, const dp_app_data *d,
+                         const calib_set *set, const int *nodes, int n_nodes, calib_kind kind,
+                         uint64_t seed, calib_result *r, dp_error *err) {
+    accumulator *acc = calib_begin(m, n_nodes, r, err);
+    int n_acc = 0;
+    dp_status st = acc ? DP_OK : DP_ERR_NOMEM;
+    for (int i = 0; i < n_nodes && st == DP_OK; i++)
+        st = add_accumulator(acc, &n_acc, m, i, nodes[i], kind, dist, set, err);
+    return calib_run(dist, m, d, set, kind, seed, acc, n_acc, st, r, err);
+}
+
+/* The pass itself: forwards of this rank's blocks into the accumulators, then the fold through
+ * the ranks; rank 0 sums each accumulator into its slot. Frees acc. */
+static dp_status calib_run(dp_dist *dist, const dp_model *m, const dp_app_data *d,
+                           const calib_set *set, calib_kind kind, uint64_t seed, accumulator *acc,
+                           int n_acc, dp_status st, calib_result *r, dp_error *err) {
+    dp_activations act = {0};
+    float *x = NULL;
+    double *ws = NULL;
+    size_t ws_len = 1;
+    for (int i = 0; i < n_acc; i++) {
+        size_t need = workspace_len(kind, &acc[i]);
+        if (need > ws_len) ws_len = need;
+    }
+    int64_t first_block, nblocks;
+    dp_calib_block_range(set->n, DP_CALIB_BLOCK, dist->rank, dist->world, &first_block, &nblocks);
+    /* a failure so far still reaches the collective check below, with every other rank */
     if (st == DP_OK) st = dp_activations_alloc(&act, m, DP_CALIB_BLOCK, err);
     size_t per = (size_t)d->aug.out_c * d->aug.out_h * d->aug.out_w;
     x = malloc(sizeof(float) * per * DP_CALIB_BLOCK);
@@ -192,7 +231,7 @@ dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, cons
         free(total);
     }
 done:
-    for (int i = 0; i < n_acc; i++) {
+    for (int i = 0; acc && i < n_acc; i++) {
         dp_calib_partials_free(&acc[i].parts);
         free(acc[i].shift);
     }

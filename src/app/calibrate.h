@@ -33,6 +33,11 @@ typedef struct {
 dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, const calib_set *set,
                     const dp_groups *gs, calib_kind kind, uint64_t seed, calib_result *r,
                     dp_error *err);
+/* The same pass for a list of maps (CIP's feature term): on rank 0, r->total[i] holds the
+ * statistics of map nodes[i] alone (r->n_groups = n_nodes). Collective. */
+dp_status calibrate_maps(dp_dist *dist, const dp_model *m, const dp_app_data *d,
+                         const calib_set *set, const int *nodes, int n_nodes, calib_kind kind,
+                         uint64_t seed, calib_result *r, dp_error *err);
 void calib_result_free(calib_result *r);
 
 #endif

@@ -329,10 +329,17 @@ dp_status app_build_groups(const dp_prune_config *pc, const dp_model *m, dp_grou
     return st == DP_OK ? dp_groups_build(m, &go, gs, err) : st;
 }
 
-/* One round on the current model: groups, scores, plan (rank 0), broadcast. */
 dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err) {
+    return app_plan_round_at(t, round, 1.0, gs, plan, err);
+}
+
+/* One round on the current model: groups, scores, plan (rank 0), broadcast. */
+dp_status app_plan_round_at(trainer *t, int round, double fraction, dp_groups *gs, dp_plan *plan,
+                            dp_error *err) {
     const dp_config *c = &t->app->cfg;
     const dp_prune_config *pc = &c->prune;
+    dp_prune_config scaled; /* a step of CIP's schedule: a fraction of the budget */
+    if (fraction != 1.0) app_cip_budget_at(pc, fraction, &scaled), pc = &scaled;
     dp_dist *d = &t->app->dist;
     dp_status st = app_build_groups(pc, t->m, gs, err);
     if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
@@ -361,6 +368,8 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
             st = scores_from_stats(pc->criterion, pc, gs, &cr, &sc, &cs, err);
         calib_result_free(&cr);
         calib_set_free(&set);
+    } else if (!strcmp(pc->criterion, "cip")) { /* collective: statistics of every feature map */
+        st = app_cip_scores(t, gs, &sc, err);
     } else if (d->rank == 0) {
         st = dp_weight_scores(pc->criterion, t->m, gs, seed, round, &sc, err);
         if (st == DP_OK && sc.note[0]) fprintf(stderr, "prune: %s\n", sc.note);
@@ -375,30 +384,34 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
     return broadcast_plan(d, plan, err);
 }
 
-/* One round's decision and cut for a scoring criterion: plan on rank 0, broadcast, the same
- * surgery on every rank. */
-static dp_status plan_and_cut(trainer *t, int round, dp_error *err) {
+dp_status app_cut(trainer *t, int round, const dp_groups *gs, const dp_plan *plan, dp_error *err) {
     const dp_prune_config *pc = &t->app->cfg.prune;
     dp_model *m = t->m;
-    dp_groups gs = {0};
-    dp_plan plan = {0};
-    dp_status st = app_plan_round(t, round, &gs, &plan, err);
-    if (st == DP_OK) st = app_record_plan(t, &plan, err);
+    dp_status st = app_record_plan(t, plan, err);
     if (st == DP_OK && t->app->dist.rank == 0) {
-        app_write_plan_text(t, round, &plan, m, &gs);
+        app_write_plan_text(t, round, plan, m, gs);
         fprintf(stderr, "prune round %d (%s, %s): FLOPs %lld -> %lld, params %lld -> %lld\n", round,
-                pc->criterion, plan.budget, (long long)dp_model_flops(m),
-                (long long)plan.flops_after, (long long)dp_model_params(m),
-                (long long)plan.params_after);
+                pc->criterion, plan->budget, (long long)dp_model_flops(m),
+                (long long)plan->flops_after, (long long)dp_model_params(m),
+                (long long)plan->params_after);
     }
     dp_model small = {0};
     /* every rank cuts the same channels from the same plan */
     if (st == DP_OK)
-        st = dp_dist_check(&t->app->dist, dp_surgery(m, &gs, &plan, &t->opt, NULL, &small, err),
-                           err);
+        st = dp_dist_check(&t->app->dist, dp_surgery(m, gs, plan, &t->opt, NULL, &small, err), err);
+    if (st == DP_OK) st = trainer_replace_model(t, &small, err);
+    return st;
+}
+
+/* One round's decision and cut for a scoring criterion: plan on rank 0, broadcast, the same
+ * surgery on every rank. */
+static dp_status plan_and_cut(trainer *t, int round, dp_error *err) {
+    dp_groups gs = {0};
+    dp_plan plan = {0};
+    dp_status st = app_plan_round(t, round, &gs, &plan, err);
+    if (st == DP_OK) st = app_cut(t, round, &gs, &plan, err);
     dp_plan_free(&plan);
     dp_groups_free(&gs);
-    if (st == DP_OK) st = trainer_replace_model(t, &small, err);
     return st;
 }
 
@@ -406,13 +419,6 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     const dp_config *c = &t->app->cfg;
     const dp_prune_config *pc = &c->prune;
     if (!strcmp(pc->criterion, "none")) return DP_OK;
-    if (!strcmp(pc->criterion, "cip"))
-        return dp_dist_check(&t->app->dist,
-                             dp_fail(err, DP_ERR_CONFIG,
-                                     "%s: prune.criterion = \"cip\" is not wired into the pipeline "
-                                     "yet (its math is in prune/crit_cip.c); use another criterion",
-                                     c->path),
-                             err);
     model_facts before = {0}, after = {0};
     dp_status st = DP_OK;
     int infer_batch = t->micro_global < 64 ? t->micro_global : 64;
@@ -432,7 +438,7 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     snprintf(ft.schedule, sizeof ft.schedule, "cosine");
     ft.pcc_lambda = 0; /* the PCC term shapes pre-training for CI; fine-tuning is CE only */
     char phase[32];
-    bool csgd = !strcmp(pc->criterion, "csgd");
+    bool csgd = !strcmp(pc->criterion, "csgd"), cip = !strcmp(pc->criterion, "cip");
     for (int round = 1; round <= pc->rounds && st == DP_OK; round++) {
         snprintf(phase, sizeof phase, "finetune%d", round);
         /* resumed: phase r is round r's fine-tuning, APP_CSGD_PHASE_BASE + r its C-SGD phase */
@@ -454,7 +460,9 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
             st = app_csgd_round(t, round, err);
             if (t->stopped) break;
         } else {
-            st = plan_and_cut(t, round, err);
+            /* cip: the soft schedule, then its last step's plan is cut */
+            st = cip ? app_cip_round(t, round, err) : plan_and_cut(t, round, err);
+            if (t->stopped) break;
             if (st == DP_OK) st = app_reestimate_bn(t, pc->bn_recalib_batches, err);
         }
         t->phase = phase;

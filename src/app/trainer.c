@@ -441,6 +441,7 @@ void trainer_free(trainer *t) {
     }
     free(t->prune_history);
     free(t->csgd_state);
+    free(t->cip_state);
     free(t->keys);
     trainer_pcc_drop(t);
     dp_grad_sync_free(t->sync);

@@ -46,7 +46,9 @@ dp_status trainer_checkpoint(trainer *t, int64_t epoch, int64_t step_in_epoch, d
                              .prune_history_len = t->prune_history_len,
                              .metrics_json = summary,
                              .csgd_state = t->csgd ? t->csgd_state : NULL,
-                             .csgd_state_len = t->csgd_state_len};
+                             .csgd_state_len = t->csgd_state_len,
+                             .cip_state = t->cip_state,
+                             .cip_state_len = t->cip_state_len};
     st = dp_checkpoint_submit(t->writer, t->run_step, &src, NULL, err);
     return dp_dist_check(&app->dist, st, err);
 }
@@ -109,6 +111,11 @@ dp_status trainer_resume(trainer *t, dp_model *m, dp_error *err) {
         if (ck.csgd_state) {
             t->csgd_state = ck.csgd_state, t->csgd_state_len = ck.csgd_state_len;
             ck.csgd_state = NULL;
+        }
+        /* inside a CIP schedule: its step and mask, for app_cip_round */
+        if (ck.cip_state) {
+            t->cip_state = ck.cip_state, t->cip_state_len = ck.cip_state_len;
+            ck.cip_state = NULL;
         }
         if (ck.prune_history_len) {
             t->prune_history = malloc(ck.prune_history_len);

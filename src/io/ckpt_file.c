@@ -14,9 +14,9 @@
 #include <zlib.h>
 
 const char *dp_ckpt_section_name(uint32_t type) {
-    static const char *names[] = {
-        "?",       "config",    "provenance",  "arch",          "params",
-        "buffers", "optimizer", "train_state", "prune_history", "metrics", "csgd"};
+    static const char *names[] = {"?",       "config",    "provenance",  "arch",          "params",
+                                  "buffers", "optimizer", "train_state", "prune_history", "metrics",
+                                  "csgd",    "cip"};
     return type > 0 && type < sizeof names / sizeof names[0] ? names[type] : "unknown";
 }
 

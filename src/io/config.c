@@ -733,6 +733,22 @@ static dp_status check_cross_fields(const parse_ctx *c, const config_t *lc) {
                        "with `dprune profile CONF` and add e.g. latency_table = "
                        "\"runs/x/latency.txt\";");
 
+    /* cip: steps on whole epochs, and a budget the cubic schedule can scale */
+    const dp_prune_config *pc = &cfg->prune;
+    if (!strcmp(pc->criterion, "cip") && pc->cip_epochs % pc->cip_steps != 0)
+        return fail_at(c,
+                       config_lookup(lc, "prune.cip_epochs") ? config_lookup(lc, "prune.cip_epochs")
+                                                             : config_lookup(lc, "prune.cip_steps"),
+                       "prune.cip_epochs",
+                       "%d is not a multiple of cip_steps = %d; the schedule's steps fall on "
+                       "epoch ends every cip_epochs / cip_steps epochs, e.g. cip_epochs = %d;",
+                       pc->cip_epochs, pc->cip_steps,
+                       pc->cip_steps * (pc->cip_epochs / pc->cip_steps + 1));
+    if (!strcmp(pc->criterion, "cip") && !strcmp(pc->budget, "threshold"))
+        return fail_at(c, config_lookup(lc, "prune.budget"), "prune.budget",
+                       "\"threshold\" is a corr/ci budget; cip needs a ratio or a target "
+                       "(uniform, ratios, global, flops, params or latency)");
+
     const dp_train_config *t = &cfg->train;
     for (int i = 1; i < t->n_milestones; i++)
         if (t->milestones[i] <= t->milestones[i - 1]) {

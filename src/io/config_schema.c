@@ -201,8 +201,16 @@ static const dp_setting dp_schema[] = {
          "corr: fold a least-squares reconstruction of removed maps into the next conv."),
     BOOL(prune, fec_abs_mean, false,
          "fec: compress each kernel by its mean absolute weight instead of its mean."),
-    INT(prune, cip_steps, 4, 1, 1000, "cip: soft-pruning steps of the cubic schedule."),
+    INT(prune, cip_steps, 4, 1, 1000,
+        "cip: steps n of the cubic schedule: step t soft-zeroes the lowest-scored channels of "
+        "the budget's fraction (1 - (1 - t/n)^3), after epoch t * cip_epochs / n; step n is the "
+        "final plan and is cut physically."),
     BOOL(prune, cip_phi_tanh, true, "cip: tanh feature map (false = plain NISP, phi = 1)."),
+    INT(prune, cip_epochs, 8, 0, 100000,
+        "cip: epochs of the soft-pruning schedule before the cut, a multiple of cip_steps (0 = "
+        "one shot). They count toward the epochs after the common checkpoint: to match a "
+        "criterion fine-tuned F epochs give cip finetune_epochs = F - cip_epochs."),
+    FLOAT(prune, cip_lr, 0.01, 0, 100, "cip: learning rate (constant) of the schedule's epochs."),
     STR(prune, latency_table, "",
         "latency: the per-layer time table of this model written by `dprune profile CONF` "
         "(docs/latency-table.md); relative to the config file.",

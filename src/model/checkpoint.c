@@ -32,6 +32,7 @@ void dp_checkpoint_free(dp_checkpoint *c) {
     free(c->prune_history);
     free(c->metrics_json);
     free(c->csgd_state);
+    free(c->cip_state);
     memset(c, 0, sizeof *c);
 }
 
@@ -49,6 +50,8 @@ dp_checkpoint_src dp_checkpoint_as_src(const dp_checkpoint *c) {
         .metrics_json = c->metrics_json,
         .csgd_state = c->csgd_state,
         .csgd_state_len = c->csgd_state_len,
+        .cip_state = c->cip_state,
+        .cip_state_len = c->cip_state_len,
     };
 }
 
@@ -239,6 +242,10 @@ dp_status dp_checkpoint_encode(const dp_checkpoint_src *src, const dp_tensor_cod
         ADD_SECTION(s, DP_SEC_CSGD);
         dp_bytes_put(s, src->csgd_state, src->csgd_state_len);
     }
+    if (src->cip_state) {
+        ADD_SECTION(s, DP_SEC_CIP);
+        dp_bytes_put(s, src->cip_state, src->cip_state_len);
+    }
     return DP_OK;
 }
 
@@ -277,6 +284,8 @@ dp_status dp_checkpoint_snapshot(dp_checkpoint *out, const dp_checkpoint_src *sr
                       &out->prune_history_len);
     if (ok && src->csgd_state)
         ok = dup_blob(src->csgd_state, src->csgd_state_len, &out->csgd_state, &out->csgd_state_len);
+    if (ok && src->cip_state)
+        ok = dup_blob(src->cip_state, src->cip_state_len, &out->cip_state, &out->cip_state_len);
     if (ok && src->metrics_json)
         ok = (out->metrics_json =
                   dup_text((const uint8_t *)src->metrics_json, strlen(src->metrics_json))) != NULL;
@@ -433,6 +442,9 @@ dp_status dp_checkpoint_decode(dp_checkpoint *out, const dp_ckpt_file *f, dp_err
         st = dp_fail(err, DP_ERR_NOMEM, "checkpoint: out of memory");
     if (st == DP_OK && (s = dp_ckpt_file_find(f, DP_SEC_CSGD)) &&
         !dup_blob(s->data, (size_t)s->length, &out->csgd_state, &out->csgd_state_len))
+        st = dp_fail(err, DP_ERR_NOMEM, "checkpoint: out of memory");
+    if (st == DP_OK && (s = dp_ckpt_file_find(f, DP_SEC_CIP)) &&
+        !dup_blob(s->data, (size_t)s->length, &out->cip_state, &out->cip_state_len))
         st = dp_fail(err, DP_ERR_NOMEM, "checkpoint: out of memory");
     if (st == DP_OK && (s = dp_ckpt_file_find(f, DP_SEC_METRICS)) &&
         !(out->metrics_json = dup_text(s->data, s->length)))

@@ -91,6 +91,8 @@ dp_status dp_checkpoint_inspect(const char *path, FILE *out, bool show_config, d
         fprintf(out, "none\n");
     if (c.csgd_state)
         fprintf(out, "C-SGD state: %zu bytes (saved inside a C-SGD phase)\n", c.csgd_state_len);
+    if (c.cip_state)
+        fprintf(out, "CIP state: %zu bytes (saved inside a CIP schedule)\n", c.cip_state_len);
     fprintf(out, "metrics summary: %s\n", c.metrics_json ? c.metrics_json : "none");
     if (c.config_text) {
         fprintf(out, "config: %zu bytes%s\n", strlen(c.config_text),

@@ -121,3 +121,9 @@ int dp_cip_schedule_count(int C, double p_final, int t, int n) {
     if (k > C) k = C;
     return k;
 }
+
+int dp_cip_step_at_epoch(int e, int E, int n) {
+    if (n <= 0 || E <= 0 || E % n != 0 || e <= 0 || e > E) return -1;
+    int delta = E / n;
+    return e % delta == 0 ? e / delta : -1;
+}

@@ -375,6 +375,24 @@ static void test_errors(void) {
     EXPECT_ERROR("data = { dataset = \"mnist\"; };\nmodel = { arch = \"lenet5\"; };\n"
                  "train = { epochs = 1;\n schedule = \"multistep\"; };\n",
                  "test.cfg:4:", "'train.milestones'", "missing", "milestones = [100, 150]");
+    /* cip: steps on whole epochs; no threshold budget */
+    snprintf(text, sizeof text,
+             "%sprune = { criterion = \"cip\"; cip_steps = 3;\n cip_epochs = 7; };\n", MINIMAL);
+    EXPECT_ERROR(text, "test.cfg:5:", "'prune.cip_epochs'", "7 is not a multiple of cip_steps = 3",
+                 "cip_epochs = 9;");
+    snprintf(text, sizeof text, "%sprune = { criterion = \"cip\";\n cip_steps = 3; };\n", MINIMAL);
+    EXPECT_ERROR(text, "test.cfg:5:", "'prune.cip_epochs'", "8 is not a multiple");
+    snprintf(text, sizeof text, "%sprune = { criterion = \"cip\";\n budget = \"threshold\"; };\n",
+             MINIMAL);
+    EXPECT_ERROR(text, "test.cfg:5:", "'prune.budget'", "cip needs a ratio or a target");
+    {
+        static dp_config ok;
+        dp_error e = {0};
+        snprintf(text, sizeof text,
+                 "%sprune = { criterion = \"cip\"; cip_steps = 3; cip_epochs = 0; };\n", MINIMAL);
+        CHECK_MSG(parse(text, &ok, &e) == DP_OK, "%s", e.msg);
+        CHECK(ok.prune.cip_epochs == 0 && ok.prune.cip_lr == 0.01);
+    }
 
     /* a path that does not fit once resolved */
     char longdir[700];

@@ -168,6 +168,8 @@ static bool same_tensors(const dp_tensor_view *va, int na, const float *a, const
 static void fill_src(dp_checkpoint_src *src, const dp_model *m, const float *mom,
                      const dp_train_state *st) {
     static const uint8_t history[] = {1, 2, 3, 0, 255, 'p', 'l', 'a', 'n'};
+    static const uint8_t csgd[] = {'D', 'P', 'C', 'S', 'G', 'D', 0, 7};
+    static const uint8_t cip[] = {'D', 'P', 'C', 'I', 'P', 1, 2, 3, 0, 9};
     int n_prov;
     const dp_ckpt_kv *kv = provenance(&n_prov);
     *src = (dp_checkpoint_src){.model = m,
@@ -180,7 +182,11 @@ static void fill_src(dp_checkpoint_src *src, const dp_model *m, const float *mom
                                .n_provenance = n_prov,
                                .prune_history = history,
                                .prune_history_len = sizeof history,
-                               .metrics_json = "{\"top1\":0.9123,\"params\":12345}"};
+                               .metrics_json = "{\"top1\":0.9123,\"params\":12345}",
+                               .csgd_state = csgd,
+                               .csgd_state_len = sizeof csgd,
+                               .cip_state = cip,
+                               .cip_state_len = sizeof cip};
 }
 
 static void check_loaded(const dp_checkpoint *c, const dp_checkpoint_src *src) {
@@ -199,6 +205,10 @@ static void check_loaded(const dp_checkpoint *c, const dp_checkpoint_src *src) {
     CHECK(c->metrics_json && !strcmp(c->metrics_json, src->metrics_json));
     CHECK(c->prune_history_len == src->prune_history_len &&
           !memcmp(c->prune_history, src->prune_history, src->prune_history_len));
+    CHECK(c->csgd_state_len == src->csgd_state_len &&
+          !memcmp(c->csgd_state, src->csgd_state, src->csgd_state_len));
+    CHECK(c->cip_state_len == src->cip_state_len &&
+          !memcmp(c->cip_state, src->cip_state, src->cip_state_len));
     CHECK(c->n_provenance == src->n_provenance);
     CHECK(
         !strcmp(dp_ckpt_kv_get(c->provenance, c->n_provenance, "config_hash"), "000000001234abcd"));
@@ -261,7 +271,8 @@ static void test_round_trip(const dp_model *m, const float *mom) {
     CHECK(dp_checkpoint_save(&bare, path, NULL, &err) == DP_OK);
     CHECK(dp_checkpoint_load(&c, path, &err) == DP_OK);
     CHECK(same_graph(&c.model, m) && !c.momentum && !c.has_state && !c.config_text &&
-          !c.prune_history && !c.metrics_json && c.n_provenance == 0);
+          !c.prune_history && !c.metrics_json && c.n_provenance == 0 && !c.csgd_state &&
+          !c.cip_state);
     dp_checkpoint_free(&c);
 
     /* fp16 / bf16 export: parameters within rounding, momentum stays exact fp32 */
@@ -519,7 +530,9 @@ static void test_inspect(const dp_model *m, const float *mom) {
     FILE *out = open_memstream(&text, &len);
     CHECK_MSG(dp_checkpoint_inspect(path, out, true, &err) == DP_OK, "%s", err.msg);
     fclose(out);
-    const char *want[] = {"format 1.0",
+    char format[32];
+    snprintf(format, sizeof format, "format %d.%d", DP_CKPT_VERSION_MAJOR, DP_CKPT_VERSION_MINOR);
+    const char *want[] = {format,
                           "params",
                           "optimizer",
                           "train_state",
@@ -532,6 +545,9 @@ static void test_inspect(const dp_model *m, const float *mom) {
                           "layer2.0.shortcut",
                           "total:",
                           "prune history: 9 bytes",
+                          "C-SGD state: 8 bytes",
+                          "CIP state: 10 bytes",
+                          "cip",
                           "top1",
                           "arch = \"resnet20\"",
                           "SGD momentum (started)"};

@@ -145,10 +145,27 @@ static void test_schedule(void) {
     CHECK(cm && prev == 90);
 }
 
+/* Steps 1..n at the ends of epochs t * E / n; other epochs, and schedules whose length is not
+ * a multiple of the steps, do none. */
+static void test_step_epochs(void) {
+    int want[9] = {-1, -1, 1, -1, 2, -1, 3, -1, 4}; /* E = 8, n = 4: Delta = 2 */
+    int same = 1;
+    for (int e = 0; e <= 8; e++) same &= dp_cip_step_at_epoch(e, 8, 4) == want[e];
+    CHECK(same);
+    CHECK(dp_cip_step_at_epoch(9, 8, 4) == -1);
+    CHECK(dp_cip_step_at_epoch(3, 3, 3) == 3 && dp_cip_step_at_epoch(1, 3, 3) == 1);
+    CHECK(dp_cip_step_at_epoch(5, 10, 3) == -1 && dp_cip_step_at_epoch(2, 0, 4) == -1);
+    // the fractions of the e2e schedule (ratio 0.5, n = 3, 16 and 32 channels)
+    CHECK(dp_cip_schedule_count(16, 0.5, 1, 3) == 5 && dp_cip_schedule_count(32, 0.5, 1, 3) == 11);
+    CHECK(dp_cip_schedule_count(16, 0.5, 2, 3) == 7 && dp_cip_schedule_count(32, 0.5, 2, 3) == 15);
+    CHECK(dp_cip_schedule_count(16, 0.5, 3, 3) == 8 && dp_cip_schedule_count(32, 0.5, 3, 3) == 16);
+}
+
 int main(void) {
     test_chain();
     test_residual();
     test_normalize_random();
     test_schedule();
+    test_step_epochs();
     return dp_test_finish();
 }
