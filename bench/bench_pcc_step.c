@@ -18,22 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void fill_uniform(float *x, size_t n, uint64_t seed, float scale) {
-    dp_rng r;
-    dp_rng_init(&r, seed, 0, 0, 0);
-    for (size_t i = 0; i < n; i++) x[i] = scale * (float)(2.0 * dp_rng_uniform(&r) - 1.0);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench_util.h"
 
 typedef struct {
     dp_model *m;

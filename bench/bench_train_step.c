@@ -19,31 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* CPU time of the whole process (all threads): with T threads, cpu_s / T close to the wall
- * time means the threads had their cores; much less means the machine was busy (noisy). */
-static double cpu_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* uniform in [-scale, scale) from a counter-based stream */
-static void fill_uniform(float *x, size_t n, uint64_t seed, float scale) {
-    dp_rng r;
-    dp_rng_init(&r, seed, 0, 0, 0);
-    for (size_t i = 0; i < n; i++) x[i] = scale * (float)(2.0 * dp_rng_uniform(&r) - 1.0);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench_util.h"
 
 /* input shape and classes of the benchmark models (MNIST-like, CIFAR, ImageNet) */
 static void input_of(const char *arch, int *c, int *h, int *classes) {
