@@ -4,11 +4,11 @@
  * Format: "DPCIP001", i32 round, i32 step, i32 steps, u64 n, n bytes of dp_plan_serialize,
  * then the FNV-1a of everything before it. */
 #include "dprune/cip.h"
-#include "dprune/ckpt_file.h"
+#include "framed_bytes.h"
 #include <stdlib.h>
 #include <string.h>
 
-static const char cip_magic[8] = {'D', 'P', 'C', 'I', 'P', '0', '0', '1'};
+static const char cip_magic[FRAMED_MAGIC_BYTES] = {'D', 'P', 'C', 'I', 'P', '0', '0', '1'};
 
 void dp_cip_state_free(dp_cip_state *s) {
     dp_plan_free(&s->mask);
@@ -27,27 +27,15 @@ dp_status dp_cip_state_serialize(const dp_cip_state *s, uint8_t **buf, size_t *l
     dp_bytes_i32(&b, s->steps);
     dp_bytes_u64(&b, plan_len);
     dp_bytes_put(&b, plan, plan_len);
-    dp_bytes_u64(&b, b.failed ? 0 : dp_fnv1a(b.data, b.len));
     free(plan);
-    if (b.failed) {
-        dp_bytes_free(&b);
-        return dp_fail(err, DP_ERR_NOMEM, "CIP state: out of memory");
-    }
-    *buf = b.data, *len = b.len;
-    return DP_OK;
+    return framed_seal(&b, "CIP state", buf, len, err);
 }
 
 dp_status dp_cip_state_deserialize(const uint8_t *buf, size_t len, dp_cip_state *s, dp_error *err) {
     memset(s, 0, sizeof *s);
-    if (len < sizeof cip_magic + 20 + 8 || memcmp(buf, cip_magic, sizeof cip_magic) != 0)
-        return dp_fail(err, DP_ERR_CHECKPOINT,
-                       "CIP state: not a CIP schedule (no DPCIP001 header); written by another "
-                       "dprune version?");
-    uint64_t sum;
-    memcpy(&sum, buf + len - 8, 8);
-    if (dp_fnv1a(buf, len - 8) != sum)
-        return dp_fail(err, DP_ERR_CHECKPOINT, "CIP state: checksum mismatch (damaged)");
-    dp_cursor c = dp_cursor_of(buf + sizeof cip_magic, len - 8 - sizeof cip_magic);
+    dp_cursor c; /* round, step, steps (i32) and the mask's length (u64) come first */
+    dp_status st = framed_open(buf, len, cip_magic, 20, "CIP state", "a CIP schedule", &c, err);
+    if (st != DP_OK) return st;
     s->round = dp_cursor_i32(&c);
     s->step = dp_cursor_i32(&c);
     s->steps = dp_cursor_i32(&c);

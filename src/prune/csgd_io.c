@@ -3,11 +3,11 @@
  * together. Format: "DPCSGD01", i32 round, i32 groups, per group i32 channels, i32 clusters and
  * (when clustered) i32 cluster of every channel, then the FNV-1a of everything before it. */
 #include "csgd_internal.h"
-#include "dprune/ckpt_file.h"
+#include "framed_bytes.h"
 #include <stdlib.h>
 #include <string.h>
 
-static const char csgd_magic[8] = {'D', 'P', 'C', 'S', 'G', 'D', '0', '1'};
+static const char csgd_magic[FRAMED_MAGIC_BYTES] = {'D', 'P', 'C', 'S', 'G', 'D', '0', '1'};
 #define CSGD_MAX_CHANNELS (1 << 24)
 
 dp_status dp_csgd_serialize(const dp_csgd_clusters *cl, int round, uint8_t **buf, size_t *len,
@@ -22,32 +22,20 @@ dp_status dp_csgd_serialize(const dp_csgd_clusters *cl, int round, uint8_t **buf
         for (int c = 0; c < cl->channels[g] && cl->n_clusters[g]; c++)
             dp_bytes_i32(&b, cl->assign[g][c]);
     }
-    dp_bytes_u64(&b, b.failed ? 0 : dp_fnv1a(b.data, b.len));
-    if (b.failed) {
-        dp_bytes_free(&b);
-        return dp_fail(err, DP_ERR_NOMEM, "C-SGD clusters: out of memory");
-    }
-    *buf = b.data, *len = b.len;
-    return DP_OK;
+    return framed_seal(&b, "C-SGD clusters", buf, len, err);
 }
 
 dp_status dp_csgd_deserialize(const uint8_t *buf, size_t len, dp_csgd_clusters *cl, int *round,
                               dp_error *err) {
     memset(cl, 0, sizeof *cl);
-    if (len < sizeof csgd_magic + 16 || memcmp(buf, csgd_magic, sizeof csgd_magic) != 0)
-        return dp_fail(err, DP_ERR_CHECKPOINT,
-                       "C-SGD state: not C-SGD clusters (no DPCSGD01 header); written by "
-                       "another dprune version?");
-    uint64_t sum;
-    memcpy(&sum, buf + len - 8, 8);
-    if (dp_fnv1a(buf, len - 8) != sum)
-        return dp_fail(err, DP_ERR_CHECKPOINT, "C-SGD state: checksum mismatch (damaged)");
-    dp_cursor c = dp_cursor_of(buf + sizeof csgd_magic, len - 8 - sizeof csgd_magic);
+    dp_cursor c; /* round and group count (i32) come first */
+    dp_status st = framed_open(buf, len, csgd_magic, 8, "C-SGD state", "C-SGD clusters", &c, err);
+    if (st != DP_OK) return st;
     *round = dp_cursor_i32(&c);
     int n = dp_cursor_i32(&c);
     if (c.bad || n < 0 || n > 1000000)
         return dp_fail(err, DP_ERR_CHECKPOINT, "C-SGD state: absurd group count %d", n);
-    dp_status st = csgd_clusters_alloc(cl, n, err);
+    st = csgd_clusters_alloc(cl, n, err);
     for (int g = 0; g < n && st == DP_OK; g++) {
         int C = dp_cursor_i32(&c), k = dp_cursor_i32(&c);
         if (c.bad || C < 0 || C > CSGD_MAX_CHANNELS || k < 0 || k > C) {
