@@ -33,6 +33,9 @@ typedef struct {
     int in_c, in_h, in_w, num_classes;
 } dp_app_data;
 
+/* Creates the run directory and its missing parents (mkdir -p); a failure names the directory
+ * it could not create. */
+dp_status app_make_run_dir(const char *dir, dp_error *err);
 /* Rank 0 reads the file, broadcasts its text; every rank parses the same bytes. Collective. */
 dp_status app_load_config(dp_app *app, const char *path, dp_error *err);
 dp_status app_open_data(const dp_config *cfg, dp_app_data *d, dp_error *err);

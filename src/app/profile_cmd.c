@@ -4,11 +4,9 @@
  * several ranks, rank 0 does and the others wait (napping), since ranks sharing the machine
  * would disturb the timings. */
 #include "latency.h"
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 typedef struct {
     const char *conf, *out;
@@ -50,21 +48,6 @@ static bool parse_args(int argc, char **argv, profile_args *a) {
         }
     }
     return a->conf != NULL;
-}
-
-static dp_status mkdir_p(const char *path, dp_error *err) {
-    char buf[DP_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p && *p != '/') continue;
-        char keep = *p;
-        *p = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return dp_fail(err, DP_ERR_IO, "cannot create directory '%s': %s", buf,
-                           strerror(errno));
-        if (!keep) return DP_OK;
-        *p = keep;
-    }
 }
 
 /* The CPU model from /proc/cpuinfo ("unknown" elsewhere). */
@@ -137,7 +120,7 @@ static dp_status profile_rank0(dp_app *app, profile_args *a, dp_error *err) {
     dp_status st = app_open_data(c, &data, err);
     if (st == DP_OK)
         st = dp_model_build(&m, &c->model, data.in_c, data.in_h, data.in_w, data.num_classes, err);
-    if (st == DP_OK && !a->out) st = mkdir_p(c->run.dir, err);
+    if (st == DP_OK && !a->out) st = app_make_run_dir(c->run.dir, err);
     if (st == DP_OK) {
         if (!a->batch_given) a->o.batch = c->train.batch;
         a->o.seed = (uint64_t)c->run.seed;

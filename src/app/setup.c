@@ -1,9 +1,27 @@
 /* Glue from the config to data and model: which files, which input shape, which defaults. */
 #include "app.h"
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+dp_status app_make_run_dir(const char *dir, dp_error *err) {
+    char buf[DP_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return dp_fail(err, DP_ERR_IO, "cannot create directory '%s': %s", buf,
+                           strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return dp_fail(err, DP_ERR_IO, "cannot create run directory '%s' (run.dir): %s", buf,
+                       strerror(errno));
+    return DP_OK;
+}
 
 dp_status app_load_config(dp_app *app, const char *path, dp_error *err) {
     char *text = NULL;

@@ -5,12 +5,10 @@
 #include "dprune/dist.h"
 #include "dprune/optim.h"
 #include "dprune/prune.h"
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <jpeglib.h>
@@ -27,26 +25,9 @@ static void on_bn_allreduce(void *ctx, double *sums, int n, double *count) {
     dp_dist_bn_allreduce(&t->app->dist, sums, n, count);
 }
 
-static dp_status mkdir_p(const char *path, dp_error *err) {
-    char buf[DP_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return dp_fail(err, DP_ERR_IO, "cannot create directory '%s': %s", buf,
-                           strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return dp_fail(err, DP_ERR_IO, "cannot create run directory '%s' (run.dir): %s", buf,
-                       strerror(errno));
-    return DP_OK;
-}
-
 static dp_status open_metrics(trainer *t, dp_error *err) {
     const dp_config *c = &t->app->cfg;
-    dp_status st = mkdir_p(c->run.dir, err);
+    dp_status st = app_make_run_dir(c->run.dir, err);
     char path[DP_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->run.dir);
     if (st == DP_OK) st = dp_metrics_open(&t->metrics, path, err);
