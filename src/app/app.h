@@ -33,6 +33,9 @@ typedef struct {
     int in_c, in_h, in_w, num_classes;
 } dp_app_data;
 
+/* Zeroes `app` and joins the ranks (dp_dist_init: MPI when built with it); false, after saying
+ * why on stderr, when that fails. Every command starts here. */
+bool app_start(dp_app *app, int *argc, char ***argv);
 /* Creates the run directory and its missing parents (mkdir -p); a failure names the directory
  * it could not create. */
 dp_status app_make_run_dir(const char *dir, dp_error *err);

@@ -83,12 +83,8 @@ int main(int argc, char **argv) {
     }
 
     dp_app app;
-    memset(&app, 0, sizeof app);
+    if (!app_start(&app, &argc, &argv)) return 1;
     dp_error err = {0};
-    if (dp_dist_init(&argc, &argv, &app.dist, &err) != DP_OK) {
-        fprintf(stderr, "dprune: error: %s\n", err.msg);
-        return 1;
-    }
     int rc = 1;
     app.resume_flag = resume;
     if (!strcmp(cmd, "import") || !strcmp(cmd, "init")) { /* single-process file tools */

@@ -146,12 +146,8 @@ static dp_status profile_rank0(dp_app *app, profile_args *a, dp_error *err) {
 
 int app_main_profile(int argc, char **argv) {
     dp_app app;
-    memset(&app, 0, sizeof app);
+    if (!app_start(&app, &argc, &argv)) return 1;
     dp_error err = {0};
-    if (dp_dist_init(&argc, &argv, &app.dist, &err) != DP_OK) {
-        fprintf(stderr, "dprune: error: %s\n", err.msg);
-        return 1;
-    }
     profile_args a;
     if (!parse_args(argc, argv, &a)) {
         if (app.dist.rank == 0)

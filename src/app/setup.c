@@ -6,6 +6,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
+bool app_start(dp_app *app, int *argc, char ***argv) {
+    memset(app, 0, sizeof *app);
+    dp_error err = {0};
+    if (dp_dist_init(argc, argv, &app->dist, &err) != DP_OK) {
+        fprintf(stderr, "dprune: error: %s\n", err.msg);
+        return false;
+    }
+    return true;
+}
+
 dp_status app_make_run_dir(const char *dir, dp_error *err) {
     char buf[DP_PATH_MAX];
     snprintf(buf, sizeof buf, "%s", dir);
