@@ -1,5 +1,6 @@
 /* Models shared by the prune/ tests: a ResNet-20 with projection shortcuts on 12x12 inputs
- * (residual-coupled groups), and random weights with non-trivial BN statistics. */
+ * (residual-coupled groups), a quarter-width fmnist_cnn (a small plain chain), and random
+ * weights with non-trivial BN statistics. */
 #ifndef DPRUNE_PRUNE_TESTUTIL_H
 #define DPRUNE_PRUNE_TESTUTIL_H
 
@@ -16,6 +17,18 @@ static inline bool build_resnet20(dp_model *m) {
     mc.width = 1.0;
     dp_error err = {0};
     dp_status st = dp_model_build(m, &mc, 3, 12, 12, 10, &err);
+    CHECK_MSG(st == DP_OK, "%s", err.msg);
+    return st == DP_OK;
+}
+
+/* fmnist_cnn at a quarter of its width on 1x28x28 inputs: conv1 8, conv2 16, fc1 32 channels. */
+static inline bool build_quarter_fmnist_cnn(dp_model *m) {
+    dp_model_config mc;
+    memset(&mc, 0, sizeof mc);
+    snprintf(mc.arch, sizeof mc.arch, "fmnist_cnn");
+    mc.width = 0.25;
+    dp_error err = {0};
+    dp_status st = dp_model_build(m, &mc, 1, 28, 28, 10, &err);
     CHECK_MSG(st == DP_OK, "%s", err.msg);
     return st == DP_OK;
 }

@@ -4,7 +4,7 @@
  * with identity, zero-padding (A) and projection (B) shortcuts, block by block backwards from
  * the classifier with dp_cip_residual_block. Feature maps are the ReLU outputs. */
 #include "dprune/cip.h"
-#include "testutil.h"
+#include "prune_testutil.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +16,7 @@ static int find_node(const dp_model *m, const char *name) {
 }
 
 /* Random weights, BN gamma of both signs and running variances in [0.6, 1.4]. */
-static void randomize(dp_model *m, unsigned seed) {
+static void randomize_any_sign(dp_model *m, unsigned seed) {
     dp_fill_uniform(m->param_data, m->n_param_floats, seed, 0.5f);
     for (int b = 0; b < m->n_buffers; b++) {
         float *x = dp_buffer_ptr(m, b);
@@ -96,12 +96,9 @@ static const double *score_of(const dp_scores *sc, const dp_groups *gs, const dp
 
 static void chain_case(bool with_stats, dp_cip_phi kind) {
     dp_model m = {0};
-    dp_model_config mc = {0};
-    snprintf(mc.arch, sizeof mc.arch, "fmnist_cnn");
-    mc.width = 0.25; /* conv1 8, conv2 16, fc1 32 */
+    if (!build_quarter_fmnist_cnn(&m)) return;
     dp_error err = {0};
-    CHECK(dp_model_build(&m, &mc, 1, 28, 28, 10, &err) == DP_OK);
-    randomize(&m, 3);
+    randomize_any_sign(&m, 3);
     dp_group_opts go;
     dp_group_opts_default(&go);
     go.protect_first_conv = false;
@@ -146,7 +143,7 @@ static void resnet_case(char shortcut) {
     mc.shortcut[0] = shortcut;
     dp_error err = {0};
     CHECK(dp_model_build(&m, &mc, 3, 16, 16, 10, &err) == DP_OK);
-    randomize(&m, 7);
+    randomize_any_sign(&m, 7);
     dp_groups gs;
     CHECK(dp_groups_build(&m, NULL, &gs, &err) == DP_OK);
     double **rms = make_stats(&m, &gs, 9);
@@ -206,11 +203,8 @@ static void resnet_case(char shortcut) {
 /* Feature maps: the ReLU outputs, not the one after the classifier's flatten. */
 static void test_feature_nodes(void) {
     dp_model m = {0};
-    dp_model_config mc = {0};
-    snprintf(mc.arch, sizeof mc.arch, "fmnist_cnn");
-    mc.width = 0.25;
+    if (!build_quarter_fmnist_cnn(&m)) return;
     dp_error err = {0};
-    CHECK(dp_model_build(&m, &mc, 1, 28, 28, 10, &err) == DP_OK);
     dp_groups gs;
     CHECK(dp_groups_build(&m, NULL, &gs, &err) == DP_OK);
     int nodes[8];
@@ -223,11 +217,8 @@ static void test_feature_nodes(void) {
 /* Statistics of zero samples are an error naming the map. */
 static void test_no_samples(void) {
     dp_model m = {0};
-    dp_model_config mc = {0};
-    snprintf(mc.arch, sizeof mc.arch, "fmnist_cnn");
-    mc.width = 0.25;
+    if (!build_quarter_fmnist_cnn(&m)) return;
     dp_error err = {0};
-    CHECK(dp_model_build(&m, &mc, 1, 28, 28, 10, &err) == DP_OK);
     dp_groups gs;
     CHECK(dp_groups_build(&m, NULL, &gs, &err) == DP_OK);
     double **rms = make_stats(&m, &gs, 1);

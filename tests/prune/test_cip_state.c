@@ -3,17 +3,14 @@
  * are refused with a message. */
 #include "dprune/cip.h"
 #include "dprune/core.h"
-#include "testutil.h"
+#include "prune_testutil.h"
 #include <stdlib.h>
 #include <string.h>
 
 int main(void) {
     dp_model m = {0};
-    dp_model_config mc = {0};
-    snprintf(mc.arch, sizeof mc.arch, "fmnist_cnn");
-    mc.width = 0.25;
+    if (!build_quarter_fmnist_cnn(&m)) return dp_test_finish();
     dp_error err = {0};
-    CHECK(dp_model_build(&m, &mc, 1, 28, 28, 10, &err) == DP_OK);
     dp_groups gs;
     CHECK(dp_groups_build(&m, NULL, &gs, &err) == DP_OK);
     dp_cip_state s = {.round = 2, .step = 3, .steps = 5};
