@@ -42,12 +42,8 @@ static const char *conf_nobn =
 static void test_ranks_match_one_rank(dp_app *world) {
     dp_app_data d;
     dp_model m;
-    setup(world, conf_bn, &d, &m);
     snapshot init, pw, pw2;
-    take(&m, &init);
-
-    CHECK(train(world, &d, &m) == DP_OK);
-    take(&m, &pw);
+    setup_and_train(world, conf_bn, &d, &m, &init, &pw);
     dp_error err = {0};
     CHECK_MSG(dp_dist_check_identical(&world->dist, &m, &err) == DP_OK, "%s", err.msg);
 
@@ -98,11 +94,8 @@ static void test_accumulation_matches_ranks(dp_app *world, bool overlap) {
     snprintf(text, sizeof text, conf_nobn, 1, overlap ? "true" : "false");
     dp_app_data d;
     dp_model m;
-    setup(world, text, &d, &m);
     snapshot init, pw;
-    take(&m, &init);
-    CHECK(train(world, &d, &m) == DP_OK);
-    take(&m, &pw);
+    setup_and_train(world, text, &d, &m, &init, &pw);
     dp_model_free(&m);
     app_close_data(&d);
 

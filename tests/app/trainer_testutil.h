@@ -65,6 +65,16 @@ static inline void setup(dp_app *app, const char *text, dp_app_data *d, dp_model
     app->dist.watchdog_seconds = 120; /* a hang fails the test instead of stalling CTest */
 }
 
+/* Sets up from `text` and trains on the world's ranks; init keeps the starting weights and
+ * trained the weights training ended with (the model keeps them too). */
+static inline void setup_and_train(dp_app *world, const char *text, dp_app_data *d, dp_model *m,
+                                   snapshot *init, snapshot *trained) {
+    setup(world, text, d, m);
+    take(m, init);
+    CHECK(train(world, d, m) == DP_OK);
+    take(m, trained);
+}
+
 /* every rank runs the one-rank reference on its own: separate run directories under base */
 static inline dp_app self_view(const dp_app *world, const char *base) {
     dp_app self = *world;
