@@ -76,11 +76,7 @@ want_fp=$(final_fp "$TMP/a")
 
 # SIGUSR1 inside the schedule (after step 1): checkpoint with the CIP state, exit 0, resume
 conf "$TMP/b" > "$TMP/b.cfg"
-"$SRC/launch/mpirun" 2 "$DPRUNE" "$TMP/b.cfg" > "$TMP/b.out" 2>&1 &
-pid=$!
-for _ in $(seq 1 1200); do grep -q '"type":"cip_step"' "$TMP/b/metrics.jsonl" 2>/dev/null && break; sleep 0.05; done
-kill -USR1 "$pid"
-wait "$pid"; rc=$?
+stop_mpi_when "$TMP/b.out" "$TMP/b.cfg" 1200 0.05 grep -qs '"type":"cip_step"' "$TMP/b/metrics.jsonl"
 if [ "$rc" -eq 0 ] && grep -q "stop signal: checkpointing at cip1" "$TMP/b.out"; then
   ok "SIGUSR1 inside the schedule: checkpoint and exit 0"
 else

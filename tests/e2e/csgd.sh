@@ -46,11 +46,7 @@ want=$(final_fp "$TMP/a")
 
 # SIGUSR1 inside the C-SGD phase: checkpoint with the clusters, exit 0, resume
 conf "$TMP/b" > "$TMP/b.cfg"
-"$SRC/launch/mpirun" 2 "$DPRUNE" "$TMP/b.cfg" > "$TMP/b.out" 2>&1 &
-pid=$!
-for _ in $(seq 1 600); do grep -q '"type":"csgd"' "$TMP/b/metrics.jsonl" 2>/dev/null && break; sleep 0.05; done
-kill -USR1 "$pid"
-wait "$pid"; rc=$?
+stop_mpi_when "$TMP/b.out" "$TMP/b.cfg" 600 0.05 grep -qs '"type":"csgd"' "$TMP/b/metrics.jsonl"
 if [ "$rc" -eq 0 ] && grep -q "stop signal: checkpointing at csgd1" "$TMP/b.out"; then
   ok "SIGUSR1 inside C-SGD: checkpoint and exit 0"
 else

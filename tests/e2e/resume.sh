@@ -32,11 +32,7 @@ steps_a=$(grep -c '"type":"epoch"' "$TMP/a/metrics.jsonl")
 
 # SIGUSR1 through mpirun in the middle of training: checkpoint, exit 0, resume
 conf "$TMP/b" > "$TMP/b.cfg"
-"$SRC/launch/mpirun" 2 "$DPRUNE" "$TMP/b.cfg" > "$TMP/b.out" 2>&1 &
-pid=$!
-for _ in $(seq 1 300); do [ -f "$TMP/b/latest" ] && break; sleep 0.1; done
-kill -USR1 "$pid"
-wait "$pid"; rc=$?
+stop_mpi_when "$TMP/b.out" "$TMP/b.cfg" 300 0.1 test -f "$TMP/b/latest"
 if [ "$rc" -eq 0 ] && grep -q "stop signal: checkpointing" "$TMP/b.out"; then ok "SIGUSR1: checkpoint and exit 0"; else bad "SIGUSR1: exit $rc"; tail "$TMP/b.out"; fi
 run_mpi 2 300 --resume "$TMP/b.cfg"
 [ "$rc" -eq 0 ] && [ "$(final_fp "$TMP/b")" = "$want" ] && ok "SIGUSR1 + resume: bitwise identical" \

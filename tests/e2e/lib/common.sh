@@ -19,6 +19,19 @@ run_mpi() {
   timeout "$t" "$SRC/launch/mpirun" "$n" "$DPRUNE" "$@" >"$TMP/out" 2>&1 || rc=$?
 }
 
+# stop_mpi_when OUT CFG TRIES PAUSE TEST...: runs dprune CFG on 2 ranks in the background
+# (output in OUT), runs TEST up to TRIES times PAUSE seconds apart until it holds, then sends
+# SIGUSR1 (a stop with a checkpoint) and waits; status in $rc
+stop_mpi_when() {
+  local out=$1 cfg=$2 tries=$3 pause=$4 pid
+  shift 4
+  "$SRC/launch/mpirun" 2 "$DPRUNE" "$cfg" >"$out" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 "$tries"); do "$@" && break; sleep "$pause"; done
+  kill -USR1 "$pid"
+  wait "$pid"; rc=$?
+}
+
 # expect_error NAME PATTERN: last run failed (not a timeout) and printed PATTERN once
 expect_error() {
   local name=$1 pat=$2 count
