@@ -18,40 +18,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "bench_util.h"
+#include "bench_step.h"
 
 typedef struct {
-    dp_model *m;
-    dp_activations *act;
-    dp_sgd *opt;
+    bench_step step;
     dp_pcc_term *term;
-    float *x;
-    int32_t *y;
-    uint64_t *keys;
-    int N;
     double pcc_seconds; /* the term's share of the last step */
 } step_ctx;
 
 static void train_step(step_ctx *s, bool pcc) {
-    dp_model *m = s->m;
-    int last = dp_model_output_node(m), K = m->num_classes;
-    memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
-    dp_forward_opts fo = {.train = true, .seed = 1, .sample_keys = s->keys};
-    dp_model_forward(m, s->act, s->x, s->N, &fo);
-    float *dlogits = s->act->dout[last];
-    memset(dlogits, 0, sizeof(float) * (size_t)s->N * K);
-    volatile double loss =
-        softmax_xent_forward_backward(s->N, K, s->act->out[last], s->y, 0.0f, 1.0f / s->N, dlogits);
-    int64_t t1, t5;
-    topk_correct(s->N, K, s->act->out[last], s->y, &t1, &t5);
+    const bench_step *b = &s->step;
+    volatile double loss = bench_step_forward(b);
     if (pcc) {
         double t0 = dp_now_seconds();
-        loss += dp_pcc_term_apply(s->term, m, s->act, s->N, 1.0 / s->N);
+        loss += dp_pcc_term_apply(s->term, b->m, b->act, b->N, 1.0 / b->N);
         s->pcc_seconds = dp_now_seconds() - t0;
     }
     (void)loss;
-    dp_model_backward(m, s->act, s->N, &fo);
-    dp_sgd_step(s->opt, m, 0.01);
+    bench_step_finish(b);
 }
 
 /* median step time of iters steps */
@@ -109,14 +93,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     dp_model_init_weights(&m, 42);
-    size_t nx = (size_t)N * c * h * h;
-    float *x = dp_alloc_floats(nx);
-    fill_uniform(x, nx, 7, 1.0f);
-    int32_t *y = calloc((size_t)N, sizeof(int32_t));
-    uint64_t *keys = calloc((size_t)N, sizeof(uint64_t));
-    for (int i = 0; i < N; i++) y[i] = (int32_t)((i * 7919u) % (unsigned)classes), keys[i] = i;
-    step_ctx s = {
-        .m = &m, .act = &act, .opt = &opt, .term = &term, .x = x, .y = y, .keys = keys, .N = N};
+    step_ctx s = {.step = {.m = &m, .act = &act, .opt = &opt}, .term = &term};
+    bench_step_batch(&s.step, N, (size_t)c * h * h, classes);
 
     printf("%s batch %d, %d threads, lambda %g: PCC on %d maps, OpenBLAS core %s\n", arch, N,
            threads, lambda, term.n_maps, dp_blas_corename());
@@ -142,7 +120,8 @@ int main(int argc, char **argv) {
            arch, N, threads, median(off, rounds), median(on, rounds), median(ratio, rounds),
            median(pcc, rounds), term.n_maps, rounds, iters, dp_blas_corename());
 
-    free(off), free(on), free(ratio), free(pcc), free(y), free(keys), dp_free(x);
+    free(off), free(on), free(ratio), free(pcc);
+    bench_step_batch_free(&s.step);
     dp_sgd_free(&opt);
     dp_pcc_term_free(&term);
     dp_groups_free(&gs);

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "bench_util.h"
+#include "bench_step.h"
 
 /* input shape and classes of the benchmark models (MNIST-like, CIFAR, ImageNet) */
 static void input_of(const char *arch, int *c, int *h, int *classes) {
@@ -31,32 +31,11 @@ static void input_of(const char *arch, int *c, int *h, int *classes) {
         *c = 3, *h = 32, *classes = 10;
 }
 
-typedef struct {
-    dp_model *m;
-    dp_activations *act;
-    dp_sgd *opt;
-    float *x;
-    int32_t *y;
-    uint64_t *keys;
-    int N;
-} step_ctx;
-
 /* one optimizer step, as train_step in src/app/trainer.c (one rank, no accumulation) */
-static void train_step(step_ctx *s) {
-    dp_model *m = s->m;
-    int last = dp_model_output_node(m), K = m->num_classes;
-    memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
-    dp_forward_opts fo = {.train = true, .seed = 1, .sample_keys = s->keys};
-    dp_model_forward(m, s->act, s->x, s->N, &fo);
-    float *dlogits = s->act->dout[last];
-    memset(dlogits, 0, sizeof(float) * (size_t)s->N * K);
-    volatile double loss =
-        softmax_xent_forward_backward(s->N, K, s->act->out[last], s->y, 0.0f, 1.0f / s->N, dlogits);
+static void train_step(const bench_step *s) {
+    volatile double loss = bench_step_forward(s);
     (void)loss;
-    int64_t t1, t5;
-    topk_correct(s->N, K, s->act->out[last], s->y, &t1, &t5);
-    dp_model_backward(m, s->act, s->N, &fo);
-    dp_sgd_step(s->opt, m, 0.01);
+    bench_step_finish(s);
 }
 
 /* per-conv-layer forward/backward times on random data of the layer's shape */
@@ -145,13 +124,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    size_t nx = (size_t)N * c * h * h;
-    float *x = dp_alloc_floats(nx);
-    fill_uniform(x, nx, 7, 1.0f);
-    int32_t *y = calloc((size_t)N, sizeof(int32_t));
-    uint64_t *keys = calloc((size_t)N, sizeof(uint64_t));
-    for (int i = 0; i < N; i++) y[i] = (int32_t)((i * 7919u) % (unsigned)classes), keys[i] = i;
-    step_ctx s = {.m = &m, .act = &act, .opt = &opt, .x = x, .y = y, .keys = keys, .N = N};
+    bench_step s = {.m = &m, .act = &act, .opt = &opt};
+    bench_step_batch(&s, N, (size_t)c * h * h, classes);
 
     for (int i = 0; i < warmup; i++) train_step(&s);
     double *t = calloc((size_t)iters, sizeof(double)),
@@ -170,7 +144,8 @@ int main(int argc, char **argv) {
            dp_blas_corename());
     if (profile) profile_convs(&m, N, iters);
 
-    free(t), free(tcpu), free(y), free(keys), dp_free(x);
+    free(t), free(tcpu);
+    bench_step_batch_free(&s);
     dp_sgd_free(&opt);
     dp_activations_free(&act, &m);
     dp_model_free(&m);
