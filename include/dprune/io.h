@@ -125,6 +125,7 @@ typedef struct {
     int bn_recalib_batches;
     double bn_l1; /* slim: lambda of the BN-L1 training term */
     bool corr_topology;
+    bool corr_fold; /* removed channels' means into the consumers (surgery) */
     bool corr_compensate;
     bool fec_abs_mean;
     int cip_steps;

@@ -166,6 +166,9 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err);
 /* One round's decision on the current model: groups, scores (calibration if the criterion
  * needs it), the plan on rank 0, broadcast to every rank. Collective. */
 dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err);
+/* One round's decision and cut for a scoring criterion: plan (and CorrTopo's fold) on rank 0,
+ * broadcast, the same surgery on every rank, the trainer's model replaced. Collective. */
+dp_status app_plan_and_cut(trainer *t, int round, dp_error *err);
 /* `dprune plan CONF`: the plan the config would make, printed, nothing cut. */
 int app_cmd_plan(dp_app *app);
 

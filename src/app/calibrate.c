@@ -21,10 +21,12 @@ static size_t stats_len(calib_kind kind, int C) {
     return 0;
 }
 
-/* One accumulator: one scored node of one group. */
+/* One accumulator: one scored node of one group, and/or an extra map asked for. */
 typedef struct {
     int group, node;
     int C, H, W;
+    bool scored;   /* summed into the group's total */
+    int map;       /* index in calib_result.maps, -1 if not asked for */
     dp_calib_partials parts;
     double *shift; /* corr: k [C] */
 } accumulator;
@@ -96,19 +98,49 @@ static size_t workspace_len(calib_kind kind, const accumulator *a) {
 dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, const calib_set *set,
                     const dp_groups *gs, calib_kind kind, uint64_t seed, calib_result *r,
                     dp_error *err) {
+    return calibrate_maps(dist, m, d, set, gs, kind, seed, NULL, NULL, 0, r, err);
+}
+
+/* The accumulator of node in acc[0..n), or NULL. */
+static accumulator *find_acc(accumulator *acc, int n, int node) {
+    for (int i = 0; i < n; i++)
+        if (acc[i].node == node) return &acc[i];
+    return NULL;
+}
+
+/* Rank 0: a copy of a map's folded total and shift into the result. */
+static dp_status keep_map(calib_result *r, const accumulator *a, const double *total, size_t len,
+                          dp_error *err) {
+    calib_map *cm = &r->maps[a->map];
+    cm->total = malloc(sizeof(double) * len);
+    cm->len = len;
+    if (a->shift) cm->shift = malloc(sizeof(double) * (size_t)a->C);
+    if (!cm->total || (a->shift && !cm->shift))
+        return dp_fail(err, DP_ERR_NOMEM, "calibration: out of memory");
+    memcpy(cm->total, total, sizeof(double) * len);
+    if (a->shift) memcpy(cm->shift, a->shift, sizeof(double) * (size_t)a->C);
+    return DP_OK;
+}
+
+dp_status calibrate_maps(dp_dist *dist, const dp_model *m, const dp_app_data *d,
+                         const calib_set *set, const dp_groups *gs, calib_kind kind, uint64_t seed,
+                         const int *map_nodes, const int *map_groups, int n_maps, calib_result *r,
+                         dp_error *err) {
     memset(r, 0, sizeof *r);
     r->n_groups = gs->n_groups;
     r->total = calloc((size_t)gs->n_groups, sizeof(double *));
     r->len = calloc((size_t)gs->n_groups, sizeof(size_t));
     r->shift = calloc((size_t)gs->n_groups, sizeof(double *));
-    accumulator *acc = calloc((size_t)m->n_nodes + 1, sizeof(accumulator));
+    r->maps = calloc((size_t)n_maps + 1, sizeof(calib_map));
+    r->n_maps = n_maps;
+    accumulator *acc = calloc((size_t)m->n_nodes + (size_t)n_maps + 1, sizeof(accumulator));
     int n_acc = 0;
     dp_activations act = {0};
     float *x = NULL;
     double *ws = NULL;
     size_t ws_len = 1;
     dp_status st = DP_OK;
-    if (!r->total || !r->len || !r->shift || !acc) {
+    if (!r->total || !r->len || !r->shift || !r->maps || !acc) {
         st = dp_fail(err, DP_ERR_NOMEM, "calibration: out of memory");
         goto done;
     }
@@ -121,12 +153,32 @@ dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, cons
         for (int j = 0; j < k && st == DP_OK; j++) {
             accumulator *a = &acc[n_acc++];
             const dp_node *n = &m->nodes[nodes[j]];
-            *a = (accumulator){.group = g, .node = nodes[j], .C = n->c, .H = n->h, .W = n->w};
+            *a = (accumulator){
+                .group = g, .node = nodes[j], .C = n->c, .H = n->h, .W = n->w, .scored = true,
+                .map = -1};
             st = dp_calib_partials_init(&a->parts, first_block, nblocks, DP_CALIB_BLOCK,
                                         stats_len(kind, n->c), err);
             size_t need = workspace_len(kind, a);
             if (need > ws_len) ws_len = need;
         }
+    }
+    /* extra maps after the scored ones (a scored map asked for again is the same numbers) */
+    for (int i = 0; i < n_maps && st == DP_OK; i++) {
+        r->maps[i] = (calib_map){.node = map_nodes[i], .group = map_groups[i]};
+        accumulator *a = find_acc(acc, n_acc, map_nodes[i]);
+        if (a) {
+            a->map = i;
+            continue;
+        }
+        a = &acc[n_acc++];
+        const dp_node *n = &m->nodes[map_nodes[i]];
+        *a = (accumulator){
+            .group = map_groups[i], .node = map_nodes[i], .C = n->c, .H = n->h, .W = n->w,
+            .map = i};
+        st = dp_calib_partials_init(&a->parts, first_block, nblocks, DP_CALIB_BLOCK,
+                                    stats_len(kind, n->c), err);
+        size_t need = workspace_len(kind, a);
+        if (need > ws_len) ws_len = need;
     }
     if (st == DP_OK) st = dp_activations_alloc(&act, m, DP_CALIB_BLOCK, err);
     size_t per = (size_t)d->aug.out_c * d->aug.out_h * d->aug.out_w;
@@ -149,9 +201,10 @@ dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, cons
             else
                 dp_corr_shift(n0, a->C, a->H * a->W, act.out[a->node], a->shift);
         }
-        /* a residual group sums the statistics of several maps: they share one shift */
+        /* a residual group sums the statistics of several maps: they share one shift (the
+         * scored accumulators of a group are consecutive; an extra map keeps its own) */
         for (int i = 1; i < n_acc && st == DP_OK; i++)
-            if (acc[i].group == acc[i - 1].group)
+            if (acc[i].scored && acc[i - 1].scored && acc[i].group == acc[i - 1].group)
                 memcpy(acc[i].shift, acc[i - 1].shift, sizeof(double) * (size_t)acc[i].C);
     }
 
@@ -178,7 +231,8 @@ dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, cons
         }
         st = dp_dist_chain_fold(dist, total, len, fold_own_blocks, a, err);
         if (st == DP_OK) st = dp_dist_chain_fold_finish(dist, total, len, err);
-        if (st == DP_OK && dist->rank == 0) {
+        if (st == DP_OK && dist->rank == 0 && a->map >= 0) st = keep_map(r, a, total, len, err);
+        if (st == DP_OK && dist->rank == 0 && a->scored) {
             if (!r->total[a->group]) {
                 r->total[a->group] = total;
                 r->len[a->group] = len;
@@ -208,6 +262,11 @@ void calib_result_free(calib_result *r) {
         if (r->total) free(r->total[g]);
         if (r->shift) free(r->shift[g]);
     }
+    for (int i = 0; i < r->n_maps && r->maps; i++) {
+        free(r->maps[i].total);
+        free(r->maps[i].shift);
+    }
+    free(r->maps);
     free(r->total);
     free(r->len);
     free(r->shift);

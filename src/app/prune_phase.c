@@ -4,6 +4,7 @@
  * this file only sequences them. */
 #include "app.h"
 #include "calibrate.h"
+#include "corr_fold.h"
 #include "latency.h"
 #include "prune_report.h"
 #include <math.h>
@@ -329,8 +330,10 @@ dp_status app_build_groups(const dp_prune_config *pc, const dp_model *m, dp_grou
     return st == DP_OK ? dp_groups_build(m, &go, gs, err) : st;
 }
 
-/* One round on the current model: groups, scores, plan (rank 0), broadcast. */
-dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err) {
+/* One round on the current model: groups, scores, plan (rank 0), broadcast; with fold, also
+ * CorrTopo's fold of the plan's cuts (rank 0, broadcast). */
+static dp_status plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan,
+                            dp_corr_fold *fold, dp_error *err) {
     const dp_config *c = &t->app->cfg;
     const dp_prune_config *pc = &c->prune;
     dp_dist *d = &t->app->dist;
@@ -350,16 +353,18 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
     criterion_state cs = {0};
     calib_kind kind;
     uint64_t seed = (uint64_t)c->run.seed;
+    calib_result cr = {0};
     if (needs_calibration(pc->criterion, &kind)) {
         calib_set set;
-        calib_result cr;
         /* pruning decisions never see the test set: calibration uses training images */
         st = calib_set_init(&set, &t->data->train, pc->calib_images, seed, err);
         if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
-        st = calibrate(d, t->m, t->data, &set, gs, kind, seed, &cr, err);
+        if (fold) /* also the maps the consumers read */
+            st = app_corr_fold_calibrate(d, t->m, t->data, &set, gs, seed, &cr, err);
+        else
+            st = calibrate(d, t->m, t->data, &set, gs, kind, seed, &cr, err);
         if (st == DP_OK && d->rank == 0)
             st = scores_from_stats(pc->criterion, pc, gs, &cr, &sc, &cs, err);
-        calib_result_free(&cr);
         calib_set_free(&set);
     } else if (d->rank == 0) {
         st = dp_weight_scores(pc->criterion, t->m, gs, seed, round, &sc, err);
@@ -369,20 +374,31 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
         st = decide_plan(t->m, pc, gs, &sc, &cs, plan, err);
     else if (st == DP_OK)
         st = dp_plan_init(plan, gs, err);
+    if (st == DP_OK && d->rank == 0 && fold)
+        st = app_corr_fold_decide(pc, t->m, gs, &cr, plan, fold, err);
+    calib_result_free(&cr);
     dp_scores_free(&sc);
     criterion_state_free(&cs);
     if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
-    return broadcast_plan(d, plan, err);
+    st = broadcast_plan(d, plan, err);
+    if (st == DP_OK && fold) st = app_corr_fold_bcast(d, fold, err);
+    return st;
+}
+
+dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_error *err) {
+    return plan_round(t, round, gs, plan, NULL, err);
 }
 
 /* One round's decision and cut for a scoring criterion: plan on rank 0, broadcast, the same
  * surgery on every rank. */
-static dp_status plan_and_cut(trainer *t, int round, dp_error *err) {
+dp_status app_plan_and_cut(trainer *t, int round, dp_error *err) {
     const dp_prune_config *pc = &t->app->cfg.prune;
     dp_model *m = t->m;
     dp_groups gs = {0};
     dp_plan plan = {0};
-    dp_status st = app_plan_round(t, round, &gs, &plan, err);
+    dp_corr_fold fold = {0};
+    bool folding = app_corr_fold_wanted(pc);
+    dp_status st = plan_round(t, round, &gs, &plan, folding ? &fold : NULL, err);
     if (st == DP_OK) st = app_record_plan(t, &plan, err);
     if (st == DP_OK && t->app->dist.rank == 0) {
         app_write_plan_text(t, round, &plan, m, &gs);
@@ -391,11 +407,17 @@ static dp_status plan_and_cut(trainer *t, int round, dp_error *err) {
                 (long long)plan.flops_after, (long long)dp_model_params(m),
                 (long long)plan.params_after);
     }
+    if (st == DP_OK && folding && t->app->dist.rank == 0)
+        fprintf(stderr, "prune round %d: corr fold of %d map(s) into their consumers (%s)\n",
+                round, fold.n_maps, pc->corr_compensate ? "mean + compensation" : "mean");
     dp_model small = {0};
-    /* every rank cuts the same channels from the same plan */
+    /* every rank cuts the same channels from the same plan (and folds the same numbers) */
+    dp_surgery_opts so = dp_corr_surgery_opts(&fold);
     if (st == DP_OK)
-        st = dp_dist_check(&t->app->dist, dp_surgery(m, &gs, &plan, &t->opt, NULL, &small, err),
+        st = dp_dist_check(&t->app->dist,
+                           dp_surgery(m, &gs, &plan, &t->opt, folding ? &so : NULL, &small, err),
                            err);
+    dp_corr_fold_free(&fold);
     dp_plan_free(&plan);
     dp_groups_free(&gs);
     if (st == DP_OK) st = trainer_replace_model(t, &small, err);
@@ -454,7 +476,7 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
             st = app_csgd_round(t, round, err);
             if (t->stopped) break;
         } else {
-            st = plan_and_cut(t, round, err);
+            st = app_plan_and_cut(t, round, err);
             if (st == DP_OK) st = app_reestimate_bn(t, pc->bn_recalib_batches, err);
         }
         t->phase = phase;

@@ -197,8 +197,13 @@ static const dp_setting dp_schema[] = {
     BOOL(prune, corr_topology, false,
          "corr: redundancy = cosine of the absolute-correlation profiles instead of the absolute "
          "correlation."),
+    BOOL(prune, corr_fold, true,
+         "corr: in surgery, every consumer of a cut group gets the removed channels' means "
+         "(measured on the map it reads) folded into its bias, or into the running mean of the "
+         "BN that alone follows a bias-free consumer: exact for dead channels. false = off."),
     BOOL(prune, corr_compensate, false,
-         "corr: fold a least-squares reconstruction of removed maps into the next conv."),
+         "corr: also fold a least-squares reconstruction of every removed map from the kept ones "
+         "into the consumers' weights (METHODS.md section 2); works with corr_fold off too."),
     BOOL(prune, fec_abs_mean, false,
          "fec: compress each kernel by its mean absolute weight instead of its mean."),
     INT(prune, cip_steps, 4, 1, 1000, "cip: soft-pruning steps of the cubic schedule."),
