@@ -25,8 +25,8 @@ static size_t stats_len(calib_kind kind, int C) {
 typedef struct {
     int group, node;
     int C, H, W;
-    bool scored;   /* summed into the group's total */
-    int map;       /* index in calib_result.maps, -1 if not asked for */
+    bool scored; /* summed into the group's total */
+    int map;     /* index in calib_result.maps, -1 if not asked for */
     dp_calib_partials parts;
     double *shift; /* corr: k [C] */
 } accumulator;
@@ -153,9 +153,13 @@ dp_status calibrate_maps(dp_dist *dist, const dp_model *m, const dp_app_data *d,
         for (int j = 0; j < k && st == DP_OK; j++) {
             accumulator *a = &acc[n_acc++];
             const dp_node *n = &m->nodes[nodes[j]];
-            *a = (accumulator){
-                .group = g, .node = nodes[j], .C = n->c, .H = n->h, .W = n->w, .scored = true,
-                .map = -1};
+            *a = (accumulator){.group = g,
+                               .node = nodes[j],
+                               .C = n->c,
+                               .H = n->h,
+                               .W = n->w,
+                               .scored = true,
+                               .map = -1};
             st = dp_calib_partials_init(&a->parts, first_block, nblocks, DP_CALIB_BLOCK,
                                         stats_len(kind, n->c), err);
             size_t need = workspace_len(kind, a);
@@ -172,9 +176,12 @@ dp_status calibrate_maps(dp_dist *dist, const dp_model *m, const dp_app_data *d,
         }
         a = &acc[n_acc++];
         const dp_node *n = &m->nodes[map_nodes[i]];
-        *a = (accumulator){
-            .group = map_groups[i], .node = map_nodes[i], .C = n->c, .H = n->h, .W = n->w,
-            .map = i};
+        *a = (accumulator){.group = map_groups[i],
+                           .node = map_nodes[i],
+                           .C = n->c,
+                           .H = n->h,
+                           .W = n->w,
+                           .map = i};
         st = dp_calib_partials_init(&a->parts, first_block, nblocks, DP_CALIB_BLOCK,
                                     stats_len(kind, n->c), err);
         size_t need = workspace_len(kind, a);

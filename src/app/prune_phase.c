@@ -332,8 +332,8 @@ dp_status app_build_groups(const dp_prune_config *pc, const dp_model *m, dp_grou
 
 /* One round on the current model: groups, scores, plan (rank 0), broadcast; with fold, also
  * CorrTopo's fold of the plan's cuts (rank 0, broadcast). */
-static dp_status plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan,
-                            dp_corr_fold *fold, dp_error *err) {
+static dp_status plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp_corr_fold *fold,
+                            dp_error *err) {
     const dp_config *c = &t->app->cfg;
     const dp_prune_config *pc = &c->prune;
     dp_dist *d = &t->app->dist;
@@ -408,8 +408,8 @@ dp_status app_plan_and_cut(trainer *t, int round, dp_error *err) {
                 (long long)plan.params_after);
     }
     if (st == DP_OK && folding && t->app->dist.rank == 0)
-        fprintf(stderr, "prune round %d: corr fold of %d map(s) into their consumers (%s)\n",
-                round, fold.n_maps, pc->corr_compensate ? "mean + compensation" : "mean");
+        fprintf(stderr, "prune round %d: corr fold of %d map(s) into their consumers (%s)\n", round,
+                fold.n_maps, pc->corr_compensate ? "mean + compensation" : "mean");
     dp_model small = {0};
     /* every rank cuts the same channels from the same plan (and folds the same numbers) */
     dp_surgery_opts so = dp_corr_surgery_opts(&fold);
