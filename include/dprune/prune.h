@@ -296,13 +296,22 @@ dp_status dp_surgery(const dp_model *m, const dp_groups *gs, const dp_plan *p, d
  * passes through the consumer (linear) but not through the max (its mean is not the pooled
  * map's mean either, except for a constant map). Calibration therefore also accumulates the
  * statistics of every read map that is not a scored one. Consumers reading the same map share
- * one entry; a residual stream read after several adds has one entry per map. */
+ * one entry; a residual stream read after several adds has one entry per map.
+ *
+ * A map of several positions read only by linear layers (after a flatten) is *positional*:
+ * every (channel, position) is a column with its own weight, so the constant can be one per
+ * position, a[d, p] = m[d, p] - sum_k B[k, d] m[k, p] with m the per-position means, and B
+ * comes from the covariance around those means. One mean per channel would replace a map by a
+ * flat one, which for centred objects on a plain background (the mean differs a lot between
+ * border and centre) moves a linear layer's output more than dropping the channel does. */
 typedef struct {
-    int group;  /* index in dp_groups */
-    int node;   /* the map the consumers read (dp_corr_read_map) */
-    int nk, nd; /* kept channels (the plan's keep-list) and removed ones (its complement) */
-    double *B;  /* [nk, nd] row-major; NULL = mean only (no compensation) */
-    double *a;  /* [nd] */
+    int group;     /* index in dp_groups */
+    int node;      /* the map the consumers read (dp_corr_read_map) */
+    int nk, nd;    /* kept channels (the plan's keep-list) and removed ones (its complement) */
+    double *B;     /* [nk, nd] row-major; NULL = mean only (no compensation) */
+    double *a;     /* [nd] one offset per channel */
+    int P;         /* positions of the map */
+    double *a_pos; /* [nd, P] one offset per position (positional maps), else NULL */
 } dp_corr_fold_map;
 
 typedef struct {
@@ -317,6 +326,10 @@ int dp_corr_read_map(const dp_model *m, int consumer);
  * most max). */
 int dp_corr_read_maps(const dp_model *m, const dp_channel_group *g, int *out, int max);
 
+/* True when map `map` of group g has more than one position and every consumer of g that reads
+ * it is a linear layer (its statistics then need per-position sums: dp_corr_pos_stats_len). */
+bool dp_corr_map_positional(const dp_model *m, const dp_channel_group *g, int map);
+
 typedef enum {
     DP_CORR_OFFSET_BIAS,    /* the consumer's own bias */
     DP_CORR_OFFSET_BN_MEAN, /* running mean of the BN that alone reads the consumer */
@@ -325,13 +338,14 @@ typedef enum {
 /* Where consumer's constant delta goes; *bn gets the BN node for DP_CORR_OFFSET_BN_MEAN. */
 dp_corr_offset_target dp_corr_offset_of(const dp_model *m, int consumer, int *bn);
 
-/* Adds the entry of group `group`'s read map `node` from that map's folded CorrTopo
- * statistics (dp_corr_stats_len(C) doubles) and shift k [C], for the plan's keep-list gp:
- * compensate -> B and a from dp_corr_compensation (ridge: DP_CORR_RIDGE_DEFAULT normally),
- * else a = mu of the removed channels. A group the plan leaves whole adds nothing. */
-dp_status dp_corr_fold_add(dp_corr_fold *f, int group, int node, int C, const double *stats,
-                           const double *k, const dp_group_plan *gp, bool compensate, double ridge,
-                           dp_error *err);
+/* Adds the entry of group `group`'s read map `node` (C channels, P positions) from that map's
+ * folded CorrTopo statistics (dp_corr_pos_stats_len(C, P) doubles when positional, else
+ * dp_corr_stats_len(C)) and shift k [C], for the plan's keep-list gp: compensate -> B and the
+ * offsets from dp_corr_compensation (ridge: DP_CORR_RIDGE_DEFAULT normally), else the offsets
+ * are the removed channels' means. A group the plan leaves whole adds nothing. */
+dp_status dp_corr_fold_add(dp_corr_fold *f, int group, int node, int C, int P, bool positional,
+                           const double *stats, const double *k, const dp_group_plan *gp,
+                           bool compensate, double ridge, dp_error *err);
 void dp_corr_fold_free(dp_corr_fold *f);
 /* Bytes for the broadcast (malloc'ed; free with free()); "DPFOLD01", FNV-1a checked. */
 dp_status dp_corr_fold_serialize(const dp_corr_fold *f, uint8_t **buf, size_t *len, dp_error *err);

@@ -26,6 +26,7 @@ typedef struct {
     int group, node;
     int C, H, W;
     bool scored; /* summed into the group's total */
+    bool pos;    /* corr with per-position sums */
     int map;     /* index in calib_result.maps, -1 if not asked for */
     dp_calib_partials parts;
     double *shift; /* corr: k [C] */
@@ -69,6 +70,8 @@ static dp_status accumulate(accumulator *a, calib_kind kind, const float *map, i
     int P = a->H * a->W;
     switch (kind) {
     case CALIB_CORR:
+        if (a->pos)
+            return dp_corr_pos_accumulate(&a->parts, first, n, a->C, P, map, a->shift, ws, err);
         return dp_corr_accumulate(&a->parts, first, n, a->C, P, map, a->shift, ws, err);
     case CALIB_HRANK:
         return dp_hrank_accumulate(&a->parts, first, n, a->C, a->H, a->W, map, ws, ws_len, err);
@@ -98,7 +101,7 @@ static size_t workspace_len(calib_kind kind, const accumulator *a) {
 dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, const calib_set *set,
                     const dp_groups *gs, calib_kind kind, uint64_t seed, calib_result *r,
                     dp_error *err) {
-    return calibrate_maps(dist, m, d, set, gs, kind, seed, NULL, NULL, 0, r, err);
+    return calibrate_maps(dist, m, d, set, gs, kind, seed, NULL, NULL, NULL, 0, r, err);
 }
 
 /* The accumulator of node in acc[0..n), or NULL. */
@@ -124,8 +127,8 @@ static dp_status keep_map(calib_result *r, const accumulator *a, const double *t
 
 dp_status calibrate_maps(dp_dist *dist, const dp_model *m, const dp_app_data *d,
                          const calib_set *set, const dp_groups *gs, calib_kind kind, uint64_t seed,
-                         const int *map_nodes, const int *map_groups, int n_maps, calib_result *r,
-                         dp_error *err) {
+                         const int *map_nodes, const int *map_groups, const bool *map_pos,
+                         int n_maps, calib_result *r, dp_error *err) {
     memset(r, 0, sizeof *r);
     r->n_groups = gs->n_groups;
     r->total = calloc((size_t)gs->n_groups, sizeof(double *));
@@ -168,9 +171,10 @@ dp_status calibrate_maps(dp_dist *dist, const dp_model *m, const dp_app_data *d,
     }
     /* extra maps after the scored ones (a scored map asked for again is the same numbers) */
     for (int i = 0; i < n_maps && st == DP_OK; i++) {
-        r->maps[i] = (calib_map){.node = map_nodes[i], .group = map_groups[i]};
+        bool pos = kind == CALIB_CORR && map_pos && map_pos[i];
+        r->maps[i] = (calib_map){.node = map_nodes[i], .group = map_groups[i], .pos = pos};
         accumulator *a = find_acc(acc, n_acc, map_nodes[i]);
-        if (a) {
+        if (a && !pos) {
             a->map = i;
             continue;
         }
@@ -181,9 +185,10 @@ dp_status calibrate_maps(dp_dist *dist, const dp_model *m, const dp_app_data *d,
                            .C = n->c,
                            .H = n->h,
                            .W = n->w,
+                           .pos = pos,
                            .map = i};
-        st = dp_calib_partials_init(&a->parts, first_block, nblocks, DP_CALIB_BLOCK,
-                                    stats_len(kind, n->c), err);
+        size_t len = pos ? dp_corr_pos_stats_len(n->c, n->h * n->w) : stats_len(kind, n->c);
+        st = dp_calib_partials_init(&a->parts, first_block, nblocks, DP_CALIB_BLOCK, len, err);
         size_t need = workspace_len(kind, a);
         if (need > ws_len) ws_len = need;
     }

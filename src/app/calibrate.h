@@ -23,6 +23,7 @@ void calib_set_free(calib_set *set);
 /* Statistics of one extra map (any node of a prunable group), on rank 0. */
 typedef struct {
     int node, group;
+    bool pos;      /* CorrTopo with per-position sums (dp_corr_pos_stats_len layout) */
     double *total; /* folded, layout of the kind; NULL on other ranks */
     size_t len;
     double *shift; /* CorrTopo shift of this map */
@@ -45,12 +46,13 @@ dp_status calibrate(dp_dist *dist, const dp_model *m, const dp_app_data *d, cons
                     const dp_groups *gs, calib_kind kind, uint64_t seed, calib_result *r,
                     dp_error *err);
 /* The same, also accumulating the statistics of maps[i] (node map_nodes[i] of group
- * map_groups[i]) on their own (CorrTopo's fold needs the maps the consumers read). A map that
- * is also a scored one is accumulated once. */
+ * map_groups[i]) on their own (CorrTopo's fold needs the maps the consumers read); with
+ * map_pos[i] (kind CALIB_CORR only) with per-position sums. A map that is also a scored one is
+ * accumulated once unless it needs per-position sums. */
 dp_status calibrate_maps(dp_dist *dist, const dp_model *m, const dp_app_data *d,
                          const calib_set *set, const dp_groups *gs, calib_kind kind, uint64_t seed,
-                         const int *map_nodes, const int *map_groups, int n_maps, calib_result *r,
-                         dp_error *err);
+                         const int *map_nodes, const int *map_groups, const bool *map_pos,
+                         int n_maps, calib_result *r, dp_error *err);
 void calib_result_free(calib_result *r);
 
 #endif

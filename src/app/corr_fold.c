@@ -16,20 +16,23 @@ dp_status app_corr_fold_calibrate(dp_dist *dist, const dp_model *m, const dp_app
     /* every map is read by at least one consumer node: n_nodes bounds the count */
     int *nodes = malloc(sizeof(int) * (size_t)m->n_nodes);
     int *groups = malloc(sizeof(int) * (size_t)m->n_nodes);
+    bool *pos = malloc(sizeof(bool) * (size_t)m->n_nodes);
     int n = 0;
-    if (!nodes || !groups) {
-        free(nodes), free(groups);
+    if (!nodes || !groups || !pos) {
+        free(nodes), free(groups), free(pos);
         memset(r, 0, sizeof *r);
         return dp_fail(err, DP_ERR_NOMEM, "corr fold: out of memory");
     }
     for (int g = 0; g < gs->n_groups; g++) {
         if (!gs->groups[g].prunable) continue;
         int k = dp_corr_read_maps(m, &gs->groups[g], nodes + n, m->n_nodes - n);
-        for (int j = 0; j < k; j++) groups[n + j] = g;
+        for (int j = n; j < n + k; j++)
+            groups[j] = g, pos[j] = dp_corr_map_positional(m, &gs->groups[g], nodes[j]);
         n += k;
     }
-    dp_status st = calibrate_maps(dist, m, d, set, gs, CALIB_CORR, seed, nodes, groups, n, r, err);
-    free(nodes), free(groups);
+    dp_status st =
+        calibrate_maps(dist, m, d, set, gs, CALIB_CORR, seed, nodes, groups, pos, n, r, err);
+    free(nodes), free(groups), free(pos);
     return st;
 }
 
@@ -58,9 +61,10 @@ dp_status app_corr_fold_decide(const dp_prune_config *pc, const dp_model *m, con
         if (!cm->total)
             return dp_fail(err, DP_ERR_ARG, "corr fold: no statistics of map '%s'",
                            m->nodes[cm->node].name);
-        st = dp_corr_fold_add(f, cm->group, cm->node, m->nodes[cm->node].c, cm->total, cm->shift,
-                              &plan->groups[cm->group], pc->corr_compensate, DP_CORR_RIDGE_DEFAULT,
-                              err);
+        const dp_node *n = &m->nodes[cm->node];
+        st = dp_corr_fold_add(f, cm->group, cm->node, n->c, n->h * n->w, cm->pos, cm->total,
+                              cm->shift, &plan->groups[cm->group], pc->corr_compensate,
+                              DP_CORR_RIDGE_DEFAULT, err);
     }
     if (st != DP_OK) {
         dp_corr_fold_free(f);

@@ -26,6 +26,15 @@ int dp_corr_read_maps(const dp_model *m, const dp_channel_group *g, int *out, in
     return n;
 }
 
+bool dp_corr_map_positional(const dp_model *m, const dp_channel_group *g, int map) {
+    if (m->nodes[map].h * m->nodes[map].w <= 1) return false;
+    for (int i = 0; i < g->n_consumers; i++) {
+        int c = g->consumers[i].node;
+        if (dp_corr_read_map(m, c) == map && m->nodes[c].op != DP_OP_LINEAR) return false;
+    }
+    return true;
+}
+
 dp_corr_offset_target dp_corr_offset_of(const dp_model *m, int consumer, int *bn) {
     if (m->nodes[consumer].p[1] >= 0) return DP_CORR_OFFSET_BIAS;
     /* a running mean stands in for a bias only if the BN is the consumer's one reader */
@@ -47,6 +56,7 @@ void dp_corr_fold_free(dp_corr_fold *f) {
     for (int i = 0; i < f->n_maps; i++) {
         free(f->maps[i].B);
         free(f->maps[i].a);
+        free(f->maps[i].a_pos);
     }
     free(f->maps);
     memset(f, 0, sizeof *f);
@@ -63,39 +73,60 @@ static void removed_of(const dp_group_plan *gp, int *removed) {
     }
 }
 
-dp_status dp_corr_fold_add(dp_corr_fold *f, int group, int node, int C, const double *stats,
-                           const double *k, const dp_group_plan *gp, bool compensate, double ridge,
-                           dp_error *err) {
-    if (gp->channels != C)
-        return dp_fail(err, DP_ERR_ARG, "corr fold: map of %d channels for group %s of %d", C,
-                       gp->name, gp->channels);
+/* Positional offsets a_pos [nd, P] = mpos[D_d, p] - sum_k B[k, d] mpos[K_k, p] (B NULL: 0). */
+static void positional_offsets(int P, const double *mpos, int nk, const int *kept, int nd,
+                               const int *removed, const double *B, double *a_pos) {
+    for (int d = 0; d < nd; d++)
+        for (int p = 0; p < P; p++) {
+            double v = mpos[(size_t)removed[d] * P + p];
+            for (int k = 0; k < nk && B; k++)
+                v -= B[(size_t)k * nd + d] * mpos[(size_t)kept[k] * P + p];
+            a_pos[(size_t)d * P + p] = v;
+        }
+}
+
+dp_status dp_corr_fold_add(dp_corr_fold *f, int group, int node, int C, int P, bool positional,
+                           const double *stats, const double *k, const dp_group_plan *gp,
+                           bool compensate, double ridge, dp_error *err) {
+    if (gp->channels != C || P < 1)
+        return dp_fail(err, DP_ERR_ARG, "corr fold: map of %d channels x %d for group %s of %d", C,
+                       P, gp->name, gp->channels);
     int nk = gp->n_keep, nd = C - nk;
     if (nd == 0) return DP_OK;
     dp_corr_fold_map *grown = realloc(f->maps, sizeof *grown * (size_t)(f->n_maps + 1));
     if (!grown) return dp_fail(err, DP_ERR_NOMEM, "corr fold: out of memory");
     f->maps = grown;
     dp_corr_fold_map *e = &f->maps[f->n_maps];
-    *e = (dp_corr_fold_map){.group = group, .node = node, .nk = nk, .nd = nd};
-    double *mu = malloc(sizeof(double) * (size_t)C);
-    double *Sigma = malloc(sizeof(double) * (size_t)C * C);
+    *e = (dp_corr_fold_map){.group = group, .node = node, .nk = nk, .nd = nd, .P = P};
+    size_t CC = (size_t)C * C;
+    double *mu = malloc(sizeof(double) * (size_t)C), *Sigma = malloc(sizeof(double) * CC);
+    double *mpos = positional ? malloc(sizeof(double) * (size_t)C * P) : NULL;
+    double *Sigma_w = positional ? malloc(sizeof(double) * CC) : NULL;
     int *removed = malloc(sizeof(int) * (size_t)nd);
     e->a = malloc(sizeof(double) * (size_t)nd);
     if (compensate) e->B = malloc(sizeof(double) * (size_t)nk * nd);
+    if (positional) e->a_pos = malloc(sizeof(double) * (size_t)nd * P);
     dp_status st = DP_OK;
-    if (!mu || !Sigma || !removed || !e->a || (compensate && !e->B))
+    if (!mu || !Sigma || !removed || !e->a || (compensate && !e->B) ||
+        (positional && (!mpos || !Sigma_w || !e->a_pos)))
         st = dp_fail(err, DP_ERR_NOMEM, "corr fold: out of memory for group %s", gp->name);
-    if (st == DP_OK) st = dp_corr_moments(C, stats, k, mu, Sigma, err);
+    if (st == DP_OK)
+        st = positional ? dp_corr_pos_moments(C, P, stats, k, mu, Sigma, mpos, Sigma_w, err)
+                        : dp_corr_moments(C, stats, k, mu, Sigma, err);
     if (st == DP_OK) {
         removed_of(gp, removed);
+        /* with one offset per position, B explains what varies around the positions' means */
         if (compensate)
-            st = dp_corr_compensation(C, Sigma, mu, nk, gp->keep, nd, removed, ridge, e->B, e->a,
-                                      err);
+            st = dp_corr_compensation(C, positional ? Sigma_w : Sigma, mu, nk, gp->keep, nd,
+                                      removed, ridge, e->B, e->a, err);
         else
             for (int d = 0; d < nd; d++) e->a[d] = mu[removed[d]];
+        if (st == DP_OK && positional)
+            positional_offsets(P, mpos, nk, gp->keep, nd, removed, e->B, e->a_pos);
     }
-    free(mu), free(Sigma), free(removed);
+    free(mu), free(Sigma), free(mpos), free(Sigma_w), free(removed);
     if (st != DP_OK) {
-        free(e->B), free(e->a);
+        free(e->B), free(e->a), free(e->a_pos);
         return st;
     }
     f->n_maps++;
@@ -125,16 +156,23 @@ static bool fold_consumer_node(const dp_model *old_m, const dp_groups *gs, const
     const int *rows = own->n_keep == own->channels ? NULL : own->keep;
     int R = vn->dims[0];
     if (row_old % (size_t)fg->C != 0 || row_new != (size_t)e->nk * kk) return false;
+    /* positional offsets: one per column, so only for a linear reading the map position-wise */
+    if (e->a_pos && (n->op != DP_OP_LINEAR || kk != (size_t)e->P)) return false;
+    const double *a = e->a_pos ? NULL : e->a;
     for (int r = 0; r < R; r++) {
         size_t ro = (size_t)(rows ? rows[r] : r);
-        dp_corr_fold_consumer(1, fg->C, (int)kk, old_m->param_data + vo->offset + ro * row_old,
-                              e->nk, fg->kept, e->nd, fg->removed, e->B, e->a,
+        const float *w = old_m->param_data + vo->offset + ro * row_old;
+        dp_corr_fold_consumer(1, fg->C, (int)kk, w, e->nk, fg->kept, e->nd, fg->removed, e->B, a,
                               new_m->param_data + vn->offset + (size_t)r * row_new, &delta[r]);
+        if (e->a_pos)
+            dp_corr_fold_offset_pos(1, fg->C, (int)kk, w, e->nd, fg->removed, e->a_pos, &delta[r]);
         dmom[r] = 0;
-        if (old_mom && new_mom)
-            dp_corr_fold_consumer(1, fg->C, (int)kk, old_mom + vo->offset + ro * row_old, e->nk,
-                                  fg->kept, e->nd, fg->removed, e->B, e->a,
-                                  new_mom + vn->offset + (size_t)r * row_new, &dmom[r]);
+        if (!old_mom || !new_mom) continue;
+        const float *v = old_mom + vo->offset + ro * row_old;
+        dp_corr_fold_consumer(1, fg->C, (int)kk, v, e->nk, fg->kept, e->nd, fg->removed, e->B, a,
+                              new_mom + vn->offset + (size_t)r * row_new, &dmom[r]);
+        if (e->a_pos)
+            dp_corr_fold_offset_pos(1, fg->C, (int)kk, v, e->nd, fg->removed, e->a_pos, &dmom[r]);
     }
     int bn = -1;
     switch (dp_corr_offset_of(old_m, node, &bn)) {

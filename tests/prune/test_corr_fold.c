@@ -72,9 +72,10 @@ static void make_plan(const dp_model *m, const dp_groups *gs, const int *const *
 }
 
 /* The fold of every cut group from the statistics of each map its consumers read, computed
- * as calibration would (shift from the first samples, one sample at a time). */
-static void make_fold(const dp_model *m, const dp_groups *gs, const dp_plan *p, const float *x,
-                      bool compensate, double ridge, dp_corr_fold *f) {
+ * as calibration would (shift from the first samples, one sample at a time); per-position
+ * statistics where dp_corr_map_positional says so, unless flat. */
+static void make_fold_as(const dp_model *m, const dp_groups *gs, const dp_plan *p, const float *x,
+                         bool compensate, double ridge, bool flat, dp_corr_fold *f) {
     dp_activations a;
     forward(m, x, N_SAMPLES, &a);
     dp_error err = {0};
@@ -86,20 +87,31 @@ static void make_fold(const dp_model *m, const dp_groups *gs, const dp_plan *p, 
         for (int i = 0; i < n; i++) {
             const dp_node *r = &m->nodes[maps[i]];
             int C = r->c, P = r->h * r->w;
+            bool pos = !flat && dp_corr_map_positional(m, &gs->groups[g], maps[i]);
             double *k = malloc(sizeof(double) * (size_t)C);
-            double *stats = calloc(dp_corr_stats_len(C), sizeof(double));
+            double *stats =
+                calloc(pos ? dp_corr_pos_stats_len(C, P) : dp_corr_stats_len(C), sizeof(double));
             double *ws = malloc(sizeof(double) * (size_t)C * P);
             const float *y = a.out[maps[i]];
             dp_corr_shift(8, C, P, y, k);
-            for (int s = 0; s < N_SAMPLES; s++)
-                dp_corr_accumulate_sample(C, P, y + (size_t)s * C * P, k, stats, ws);
-            CHECK_MSG(dp_corr_fold_add(f, g, maps[i], C, stats, k, &p->groups[g], compensate, ridge,
-                                       &err) == DP_OK,
+            for (int s = 0; s < N_SAMPLES; s++) {
+                if (pos)
+                    dp_corr_pos_accumulate_sample(C, P, y + (size_t)s * C * P, k, stats, ws);
+                else
+                    dp_corr_accumulate_sample(C, P, y + (size_t)s * C * P, k, stats, ws);
+            }
+            CHECK_MSG(dp_corr_fold_add(f, g, maps[i], C, P, pos, stats, k, &p->groups[g],
+                                       compensate, ridge, &err) == DP_OK,
                       "%s", err.msg);
             free(k), free(stats), free(ws);
         }
     }
     dp_activations_free(&a, m);
+}
+
+static void make_fold(const dp_model *m, const dp_groups *gs, const dp_plan *p, const float *x,
+                      bool compensate, double ridge, dp_corr_fold *f) {
+    make_fold_as(m, gs, p, x, compensate, ridge, false, f);
 }
 
 /* Surgery with (fold) or without the fold; returns max relative change of the logits. */
@@ -185,8 +197,13 @@ static void test_chain_dead(void) {
     dp_corr_fold f;
     make_fold(&m, &gs, &p, x, false, 0, &f);
     CHECK(f.n_maps == 2 && f.maps[0].B == NULL);
+    /* conv2 reads relu1 with a 3x3 kernel: one offset per channel; fc reads relu2 column by
+     * column: one per position */
+    CHECK(f.n_maps == 2 && !f.maps[0].a_pos && f.maps[1].a_pos && f.maps[1].P == 9);
     CHECK_CLOSE(f.maps[0].a[0], 0.8, 1e-6, 0);
     CHECK_CLOSE(f.maps[1].a[0], 0.6, 1e-6, 0);
+    for (int j = 0; j < 9 && f.n_maps == 2 && f.maps[1].a_pos; j++)
+        CHECK_CLOSE(f.maps[1].a_pos[j], 0.6, 1e-6, 0);
     double d = logits_change(&m, &gs, &p, &f, &out);
     CHECK_MSG(d < 1e-5, "dead channels folded: logits moved by %g", d);
     dp_model_free(&out);
@@ -241,6 +258,9 @@ static void test_chain_dead(void) {
         const dp_corr_fold_map *a = &f.maps[i], *b = &back.maps[i];
         CHECK(a->group == b->group && a->node == b->node && a->nk == b->nk && a->nd == b->nd);
         CHECK(!memcmp(a->a, b->a, sizeof(double) * (size_t)a->nd));
+        CHECK(a->P == b->P && (a->a_pos == NULL) == (b->a_pos == NULL));
+        if (a->a_pos && b->a_pos)
+            CHECK(!memcmp(a->a_pos, b->a_pos, sizeof(double) * (size_t)a->nd * (size_t)a->P));
         CHECK((a->B == NULL) == (b->B == NULL));
         if (a->B && b->B)
             CHECK(!memcmp(a->B, b->B, sizeof(double) * (size_t)a->nk * (size_t)a->nd));
@@ -365,8 +385,66 @@ static void test_residual(void) {
     dp_model_free(&m);
 }
 
+/* conv1 1x1 (bias) -> relu1 -> flatten -> fc. Input channel 1 is the same pattern in every
+ * sample, and conv1 channel 2 copies it (+ 0.1): a map that varies over positions but not over
+ * samples. A linear reads it column by column, so its per-position means rebuild it exactly;
+ * one mean per channel cannot. */
+static void test_positional(void) {
+    dp_error err = {0};
+    dp_model m, out;
+    dp_model_begin(&m, 2, 4, 4);
+    m.num_classes = 3;
+    int x = dp_add_conv(&m, 0, "conv1", 3, 1, 1, 0, true, &err);
+    x = dp_add_relu(&m, x, "relu1", &err);
+    x = dp_add_flatten(&m, x, "flatten", &err);
+    x = dp_add_linear(&m, x, "fc", 3, true, &err);
+    CHECK_MSG(x > 0, "%s", err.msg);
+    if (x <= 0 || dp_model_finish(&m, &err) != DP_OK) return;
+    dp_model_init_weights(&m, 4);
+    float *w1 = param_of(&m, "conv1", 0), *b1 = param_of(&m, "conv1", 1);
+    w1[4] = 0, w1[5] = 1, b1[2] = 0.1f; /* channel 2 = input channel 1 + 0.1 */
+    float *in = inputs(&m, N_SAMPLES);
+    for (int n = 0; n < N_SAMPLES; n++)
+        for (int p = 0; p < 16; p++) in[((size_t)n * 2 + 1) * 16 + p] = 0.2f + 0.05f * (float)p;
+    dp_groups gs;
+    build_groups(&m, false, &gs);
+    int g = gs.node_group[node_of(&m, "conv1")];
+    CHECK(dp_corr_map_positional(&m, &gs.groups[g], node_of(&m, "relu1")));
+    static const int r[] = {2, -1};
+    const int *removed[8] = {0};
+    removed[g] = r;
+    dp_plan p;
+    make_plan(&m, &gs, removed, &p);
+    dp_corr_fold f;
+    make_fold(&m, &gs, &p, in, false, 0, &f);
+    CHECK(f.n_maps == 1 && f.maps[0].a_pos);
+    /* compared on the calibration inputs, which carry the pattern */
+    dp_surgery_opts o = dp_corr_surgery_opts(&f);
+    CHECK(dp_surgery(&m, &gs, &p, NULL, &o, &out, &err) == DP_OK);
+    float want[6 * 3], got[6 * 3];
+    logits(&m, in, 6, want);
+    logits(&out, in, 6, got);
+    double d = dp_max_rel_diff(got, want, 18);
+    CHECK_MSG(d < 1e-5, "per-position offsets: logits moved by %g", d);
+    dp_model_free(&out);
+    dp_corr_fold_free(&f);
+    make_fold_as(&m, &gs, &p, in, false, 0, true, &f);
+    o = dp_corr_surgery_opts(&f);
+    CHECK(dp_surgery(&m, &gs, &p, NULL, &o, &out, &err) == DP_OK);
+    logits(&out, in, 6, got);
+    d = dp_max_rel_diff(got, want, 18);
+    CHECK_MSG(d > 1e-3, "one mean per channel should not rebuild the pattern (%g)", d);
+    dp_model_free(&out);
+    dp_corr_fold_free(&f);
+    free(in);
+    dp_plan_free(&p);
+    dp_groups_free(&gs);
+    dp_model_free(&m);
+}
+
 int main(void) {
     test_chain_dead();
+    test_positional();
     test_pool_and_gap();
     test_residual();
     return dp_test_finish();
