@@ -128,6 +128,8 @@ typedef struct {
     bool corr_fold; /* removed channels' means into the consumers (surgery) */
     bool corr_compensate;
     bool fec_abs_mean;
+    bool fec_layerwise;   /* one group per round, last layer first */
+    int fec_layer_epochs; /* fine-tune epochs between groups */
     int cip_steps;
     bool cip_phi_tanh;
     char latency_table[DP_PATH_MAX]; /* latency: table written by `dprune profile` */

@@ -5,6 +5,7 @@
 #include "app.h"
 #include "calibrate.h"
 #include "corr_fold.h"
+#include "fec_plan.h"
 #include "latency.h"
 #include "prune_report.h"
 #include <math.h>
@@ -366,13 +367,15 @@ static dp_status plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan,
         if (st == DP_OK && d->rank == 0)
             st = scores_from_stats(pc->criterion, pc, gs, &cr, &sc, &cs, err);
         calib_set_free(&set);
+    } else if (d->rank == 0 && !strcmp(pc->criterion, "fec")) {
+        st = app_fec_plan(t, round, gs, plan, err); /* the ratio rule, or layer by layer */
     } else if (d->rank == 0) {
         st = dp_weight_scores(pc->criterion, t->m, gs, seed, round, &sc, err);
         if (st == DP_OK && sc.note[0]) fprintf(stderr, "prune: %s\n", sc.note);
     }
-    if (st == DP_OK && d->rank == 0)
+    if (st == DP_OK && d->rank == 0 && strcmp(pc->criterion, "fec") != 0)
         st = decide_plan(t->m, pc, gs, &sc, &cs, plan, err);
-    else if (st == DP_OK)
+    else if (st == DP_OK && d->rank != 0)
         st = dp_plan_init(plan, gs, err);
     if (st == DP_OK && d->rank == 0 && fold)
         st = app_corr_fold_decide(pc, t->m, gs, &cr, plan, fold, err);
@@ -455,8 +458,13 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     ft.pcc_lambda = 0; /* the PCC term shapes pre-training for CI; fine-tuning is CE only */
     char phase[32];
     bool csgd = !strcmp(pc->criterion, "csgd");
-    for (int round = 1; round <= pc->rounds && st == DP_OK; round++) {
+    int rounds = pc->rounds; /* layer by layer: one round per group to cut */
+    if (st == DP_OK && pc->fec_layerwise)
+        st = app_fec_layer_schedule(t, resumed_pruned, &rounds, err);
+    for (int round = 1; round <= rounds && st == DP_OK; round++) {
         snprintf(phase, sizeof phase, "finetune%d", round);
+        ft.epochs =
+            pc->fec_layerwise && round < rounds ? pc->fec_layer_epochs : pc->finetune_epochs;
         /* resumed: phase r is round r's fine-tuning, APP_CSGD_PHASE_BASE + r its C-SGD phase */
         int at = t->resuming ? t->resume_state.phase : -1;
         bool at_csgd = at >= APP_CSGD_PHASE_BASE;
