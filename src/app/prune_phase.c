@@ -541,6 +541,10 @@ int app_cmd_plan(dp_app *app) {
                (long long)plan.params_before, (long long)plan.params_after,
                100.0 * (1 - (double)plan.params_after / plan.params_before));
         app_latency_print_plan(&c->prune, &m, &gs, &plan, stdout);
+        if (c->prune.fec_layerwise)
+            printf("fec_layerwise: these widths are reached one group per round, last group "
+                   "first, with %d fine-tune epoch(s) between groups\n",
+                   c->prune.fec_layer_epochs);
     }
     dp_plan_free(&plan);
     dp_groups_free(&gs);
