@@ -392,8 +392,8 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
     return plan_round(t, round, gs, plan, NULL, err);
 }
 
-/* One round's decision and cut for a scoring criterion: plan on rank 0, broadcast, the same
- * surgery on every rank. */
+/* One round's decision and cut for a scoring criterion: plan (and corr's fold) on rank 0,
+ * broadcast, the same surgery on every rank. */
 dp_status app_plan_and_cut(trainer *t, int round, dp_error *err) {
     const dp_prune_config *pc = &t->app->cfg.prune;
     dp_model *m = t->m;
