@@ -8,8 +8,11 @@
 # with no fine-tuning after the exact merge; its "after surgery" is after that phase).
 #
 #   bench/compare_criteria.sh CONF "corr l1 random" 3 [RANKS]
+#   bench/compare_criteria.sh CONF "corr:corr_fold=false corr corr:corr_compensate=true" 3
 # The prune section of CONF (budget, ratios, finetune_epochs, ...) is used as is; only
-# criterion and seed change. Results: bench/out/compare-<name>/results.tsv and a table.
+# criterion and seed change, and a variant CRIT:KEY=VALUE[:KEY=VALUE...] also sets those prune
+# settings (it is reported under its full name). Results: bench/out/compare-<name>/results.tsv
+# and a table.
 set -euo pipefail
 conf=$(readlink -f "$1"); criteria=$2; seeds=${3:-3}; ranks=${4:-2}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,19 +41,22 @@ echo "baseline checkpoint: $ckpt"
 
 # 2. every criterion x seed from that checkpoint
 printf 'criterion\tseed\tafter_surgery\tfinal\tparams\tflops\tinfer_img_s\n' > "$out/results.tsv"
-for crit in $criteria; do
+for variant in $criteria; do
+  crit=${variant%%:*}
   for s in $(seq 1 "$seeds"); do
-    dir="$out/$crit-s$s"
+    dir="$out/$variant-s$s"
     if [ -s "$dir/metrics.jsonl" ] && grep -q '"type":"prune_summary"' "$dir/metrics.jsonl"; then
-      echo "$crit seed $s: done before (delete $dir to redo it)"
+      echo "$variant seed $s: done before (delete $dir to redo it)"
     else
     rm -rf "$dir"
-    python3 - "$conf" "$out/$crit-s$s.cfg" "$dir" "$crit" "$s" <<'PY'
+    python3 - "$conf" "$out/$variant-s$s.cfg" "$dir" "$variant" "$s" <<'PY'
 import re, sys, os
-src, dst, rundir, crit, seed = sys.argv[1:]
+src, dst, rundir, variant, seed = sys.argv[1:]
+crit, *sets = variant.split(":")
+extra = "".join(f" {kv.split('=', 1)[0]} = {kv.split('=', 1)[1]};" for kv in sets)
 t = open(src).read()
 t = re.sub(r'dir\s*=\s*"[^"]*"', f'dir = "{rundir}"', t, count=1)
-t = re.sub(r'criterion\s*=\s*"[^"]*"', f'criterion = "{crit}"', t, count=1)
+t = re.sub(r'criterion\s*=\s*"[^"]*";?', f'criterion = "{crit}";{extra}', t, count=1)
 t = re.sub(r'seed\s*=\s*\d+', f'seed = {seed}', t, count=1)
 t = t.replace('path = "../', 'path = "' + os.path.dirname(src) + '/../')
 t = re.sub(r'(?m)^checkpoint\s*[:=]\s*\{[^}]*\}\s*;?', '', t)  # replaced below: resume from the baseline
@@ -64,10 +70,10 @@ if crit == "csgd":  # C-SGD spends the fine-tune budget in its own phase, then m
         t += f'\ncsgd: {{ epochs = {n}; }};\n'
 open(dst, "w").write(t)
 PY
-    printf '\ncheckpoint: { resume = "%s"; every_epochs = 0; };\n' "$ckpt" >> "$out/$crit-s$s.cfg"
-    "$here/launch/mpirun" "$ranks" "$bin" "$out/$crit-s$s.cfg" > "$dir.log" 2>&1 || { echo "$crit seed $s failed: $dir.log"; continue; }
+    printf '\ncheckpoint: { resume = "%s"; every_epochs = 0; };\n' "$ckpt" >> "$out/$variant-s$s.cfg"
+    "$here/launch/mpirun" "$ranks" "$bin" "$out/$variant-s$s.cfg" > "$dir.log" 2>&1 || { echo "$variant seed $s failed: $dir.log"; continue; }
     fi
-    python3 - "$dir/metrics.jsonl" "$crit" "$s" >> "$out/results.tsv" <<'PY'
+    python3 - "$dir/metrics.jsonl" "$variant" "$s" >> "$out/results.tsv" <<'PY'
 import json, sys
 path, crit, seed = sys.argv[1:]
 after = None; summ = None
@@ -89,12 +95,12 @@ for l in open(sys.argv[2]):
     m = re.match(r"eval\s+train epoch \d+\s+test: top1 ([\d.]+)%", l)
     if m: base = float(m.group(1))
 print(f"baseline test top1: {base}%")
-print(f"{'criterion':<10} {'n':>2} {'after surgery %':>18} {'after fine-tune %':>20} {'kept of base':>13} {'params':>9} {'FLOPs':>11} {'infer img/s':>12}")
+print(f"{'criterion':<34} {'n':>2} {'after surgery %':>18} {'after fine-tune %':>20} {'kept of base':>13} {'params':>9} {'FLOPs':>11} {'infer img/s':>12}")
 by = {}
 for r in rows: by.setdefault(r[0], []).append(r)
 for c, rs in by.items():
     a = [100*float(r[2]) for r in rs]; f = [100*float(r[3]) for r in rs]
     sd = lambda v: st.stdev(v) if len(v) > 1 else 0.0
     kept = f"{st.mean(f)/base:.4f}" if base else "-"
-    print(f"{c:<10} {len(rs):>2} {st.mean(a):>10.2f} ± {sd(a):<5.2f} {st.mean(f):>12.2f} ± {sd(f):<5.2f} {kept:>13} {rs[0][4]:>9} {rs[0][5]:>11} {st.mean(float(r[6]) for r in rs):>12.0f}")
+    print(f"{c:<34} {len(rs):>2} {st.mean(a):>10.2f} ± {sd(a):<5.2f} {st.mean(f):>12.2f} ± {sd(f):<5.2f} {kept:>13} {rs[0][4]:>9} {rs[0][5]:>11} {st.mean(float(r[6]) for r in rs):>12.0f}")
 PY

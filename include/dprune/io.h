@@ -125,8 +125,11 @@ typedef struct {
     int bn_recalib_batches;
     double bn_l1; /* slim: lambda of the BN-L1 training term */
     bool corr_topology;
+    bool corr_fold; /* removed channels' means into the consumers (surgery) */
     bool corr_compensate;
     bool fec_abs_mean;
+    bool fec_layerwise;   /* one group per round, last layer first */
+    int fec_layer_epochs; /* fine-tune epochs between groups */
     int cip_steps;
     bool cip_phi_tanh;
     int cip_epochs; /* cip: length of the soft-pruning schedule (a multiple of cip_steps) */

@@ -280,4 +280,79 @@ typedef struct {
 dp_status dp_surgery(const dp_model *m, const dp_groups *gs, const dp_plan *p, dp_sgd *opt,
                      const dp_surgery_opts *o, dp_model *out, dp_error *err);
 
+/* ======================= CorrTopo's fold in surgery (corr_fold.c) =======================
+ * METHODS section 2: every channel d a plan removes from a group is replaced, inside each
+ * consumer, by its reconstruction from the kept channels K of the map that consumer reads:
+ *   x_d ~ a_d + sum_k B[k, d] x_k      (no compensation: B = 0, a_d = mu_d, the mean)
+ * so the consumer's weights become W[:, K] + sum_d B[k, d] W[:, D_d] and the constant
+ * delta[o] = sum_d a_d sum W[o, D_d, :] goes into its bias, or, for a bias-free consumer whose
+ * only reader is a BN, is subtracted from that BN's running mean (eval mode; in train mode
+ * the batch mean absorbs any constant by itself). Exact for dead (constant) channels and for
+ * channels that are affine combinations of kept ones, except where zero padding reads a 0
+ * that the reconstruction would have replaced by a_d (the borders of a padded conv).
+ *
+ * The statistics (mu, Sigma) are those of the map the consumer *reads*, not of the scored
+ * post-ReLU map: a conv after a max-pool reads the pooled map, and an affine reconstruction
+ * passes through the consumer (linear) but not through the max (its mean is not the pooled
+ * map's mean either, except for a constant map). Calibration therefore also accumulates the
+ * statistics of every read map that is not a scored one. Consumers reading the same map share
+ * one entry; a residual stream read after several adds has one entry per map.
+ *
+ * A map of several positions read only by linear layers (after a flatten) is *positional*:
+ * every (channel, position) is a column with its own weight, so the constant can be one per
+ * position, a[d, p] = m[d, p] - sum_k B[k, d] m[k, p] with m the per-position means, and B
+ * comes from the covariance around those means. One mean per channel would replace a map by a
+ * flat one, which for centred objects on a plain background (the mean differs a lot between
+ * border and centre) moves a linear layer's output more than dropping the channel does. */
+typedef struct {
+    int group;     /* index in dp_groups */
+    int node;      /* the map the consumers read (dp_corr_read_map) */
+    int nk, nd;    /* kept channels (the plan's keep-list) and removed ones (its complement) */
+    double *B;     /* [nk, nd] row-major; NULL = mean only (no compensation) */
+    double *a;     /* [nd] one offset per channel */
+    int P;         /* positions of the map */
+    double *a_pos; /* [nd, P] one offset per position (positional maps), else NULL */
+} dp_corr_fold_map;
+
+typedef struct {
+    int n_maps;
+    dp_corr_fold_map *maps;
+} dp_corr_fold;
+
+/* The map consumer node `consumer` (conv or linear) reads: its input, looking through flatten
+ * and dropout (a reshape, and the identity in eval mode). */
+int dp_corr_read_map(const dp_model *m, int consumer);
+/* The distinct maps read by group g's consumers, in consumer order; returns the count (at
+ * most max). */
+int dp_corr_read_maps(const dp_model *m, const dp_channel_group *g, int *out, int max);
+
+/* True when map `map` of group g has more than one position and every consumer of g that reads
+ * it is a linear layer (its statistics then need per-position sums: dp_corr_pos_stats_len). */
+bool dp_corr_map_positional(const dp_model *m, const dp_channel_group *g, int map);
+
+typedef enum {
+    DP_CORR_OFFSET_BIAS,    /* the consumer's own bias */
+    DP_CORR_OFFSET_BN_MEAN, /* running mean of the BN that alone reads the consumer */
+    DP_CORR_OFFSET_NONE,    /* nowhere: the constant is lost (the fold is then inexact) */
+} dp_corr_offset_target;
+/* Where consumer's constant delta goes; *bn gets the BN node for DP_CORR_OFFSET_BN_MEAN. */
+dp_corr_offset_target dp_corr_offset_of(const dp_model *m, int consumer, int *bn);
+
+/* Adds the entry of group `group`'s read map `node` (C channels, P positions) from that map's
+ * folded CorrTopo statistics (dp_corr_pos_stats_len(C, P) doubles when positional, else
+ * dp_corr_stats_len(C)) and shift k [C], for the plan's keep-list gp: compensate -> B and the
+ * offsets from dp_corr_compensation (ridge: DP_CORR_RIDGE_DEFAULT normally), else the offsets
+ * are the removed channels' means. A group the plan leaves whole adds nothing. */
+dp_status dp_corr_fold_add(dp_corr_fold *f, int group, int node, int C, int P, bool positional,
+                           const double *stats, const double *k, const dp_group_plan *gp,
+                           bool compensate, double ridge, dp_error *err);
+void dp_corr_fold_free(dp_corr_fold *f);
+/* Bytes for the broadcast (malloc'ed; free with free()); "DPFOLD01", FNV-1a checked. */
+dp_status dp_corr_fold_serialize(const dp_corr_fold *f, uint8_t **buf, size_t *len, dp_error *err);
+dp_status dp_corr_fold_deserialize(const uint8_t *buf, size_t len, dp_corr_fold *f, dp_error *err);
+/* Surgery options applying f (borrowed until dp_surgery returns). The momentum of a folded
+ * weight or bias is transformed like the weight (the same affine map): it is the velocity of
+ * the equivalent parameters. */
+dp_surgery_opts dp_corr_surgery_opts(const dp_corr_fold *f);
+
 #endif

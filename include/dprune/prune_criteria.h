@@ -73,6 +73,9 @@ size_t dp_hrank_stats_len(int C);
 size_t dp_ci_stats_len(int C);
 /* CorrTopo: partial layout [M, S[C], Q[C*C] (upper triangle used)] (len = 1 + C + C*C). */
 size_t dp_corr_stats_len(int C);
+/* CorrTopo plus per-position sums (a map a linear layer reads column by column): layout
+ * [M, S[C], Q[C*C], Spos[C*P]] with Spos[c*P + p] = sum over samples of (x[c, p] - k_c). */
+size_t dp_corr_pos_stats_len(int C, int P);
 
 /* Batch drivers: split x [N, C, P] (global indices first_index..) into their blocks and
  * add each sample to its block's partial. ws: see each function. */
@@ -81,6 +84,9 @@ dp_status dp_rms_accumulate(dp_calib_partials *p, int64_t first_index, int N, in
 /* k [C]: the shift (dp_corr_shift); ws: C*P doubles. */
 dp_status dp_corr_accumulate(dp_calib_partials *p, int64_t first_index, int N, int C, int P,
                              const float *x, const double *k, double *ws, dp_error *err);
+/* The same with per-position sums (dp_corr_pos_stats_len layout). */
+dp_status dp_corr_pos_accumulate(dp_calib_partials *p, int64_t first_index, int N, int C, int P,
+                                 const float *x, const double *k, double *ws, dp_error *err);
 /* H*W = P; ws: dp_hrank_workspace_doubles(H, W) doubles. */
 dp_status dp_hrank_accumulate(dp_calib_partials *p, int64_t first_index, int N, int C, int H, int W,
                               const float *x, double *ws, size_t ws_len, dp_error *err);
@@ -105,6 +111,15 @@ void dp_corr_accumulate_sample(int C, int P, const float *x, const double *k, do
  * (full, symmetric): m = S/M, Sigma = Q/M - m m^T, mu = k + m. M == 0 is an error. */
 dp_status dp_corr_moments(int C, const double *stats, const double *k, double *mu, double *Sigma,
                           dp_error *err);
+/* Per-position sample x [C, P] into a dp_corr_pos_stats_len partial. ws: C*P doubles. */
+void dp_corr_pos_accumulate_sample(int C, int P, const float *x, const double *k, double *partial,
+                                   double *ws);
+/* From per-position stats: mu [C] and Sigma [C, C] as dp_corr_moments, the per-position means
+ * mpos [C*P], and Sigma_w [C, C], the covariance around the per-position means (the pooled
+ * Sigma minus the spread of mpos around mu): what a reconstruction with one offset per position
+ * leaves to explain. */
+dp_status dp_corr_pos_moments(int C, int P, const double *stats, const double *k, double *mu,
+                              double *Sigma, double *mpos, double *Sigma_w, dp_error *err);
 
 typedef struct {
     int C;
@@ -158,12 +173,18 @@ dp_status dp_corr_compensation(int C, const double *Sigma, const double *mu, int
 /* Fold removed input channels into a consumer with weights W [O, C, kk] (conv: kk = kh*kw;
  * linear after flatten: kk = H*W columns per channel):
  *   Wout [O, nk, kk] = W[:, K, :] + sum_d B[k, d] W[:, D_d, :]   (B NULL: no compensation),
- *   delta [O] = sum_d a_d * sum_kk W[o, D_d, :].
+ *   delta [O] = sum_d a_d * sum_kk W[o, D_d, :]                   (a NULL: 0),
+ * or, with a_pos [nd, kk] (one offset per column: a linear reading a map position by
+ * position), delta [O] = sum_d sum_j a_pos[d, j] W[o, D_d, j]; use a = NULL then and
+ * dp_corr_fold_offset_pos for delta.
  * The caller adds delta to the consumer's bias, or subtracts it from the running mean of
  * the BN that follows a bias-free conv. Exact away from zero-padded borders. */
 void dp_corr_fold_consumer(int O, int C, int kk, const float *W, int nk, const int *kept, int nd,
                            const int *removed, const double *B, const double *a, float *Wout,
                            double *delta);
+/* delta [O] += sum_d sum_j a_pos[d * kk + j] W[o, D_d, j]. */
+void dp_corr_fold_offset_pos(int O, int C, int kk, const float *W, int nd, const int *removed,
+                             const double *a_pos, double *delta);
 
 /* ===================== CI: channel independence (crit_ci.c), section 4 ===================== */
 /* Doubles of workspace for one image of C channels x P pixels (either route). */

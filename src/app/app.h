@@ -184,8 +184,10 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
 dp_status app_plan_round_at(trainer *t, int round, double fraction, dp_groups *gs, dp_plan *plan,
                             dp_error *err);
 /* Cuts a broadcast plan: recorded in the prune history, written as text (rank 0), the same
- * surgery on every rank, t->m replaced. Collective. */
-dp_status app_cut(trainer *t, int round, const dp_groups *gs, const dp_plan *plan, dp_error *err);
+ * surgery on every rank (applying CorrTopo's broadcast fold if fold is not NULL), t->m
+ * replaced. Collective. */
+dp_status app_cut(trainer *t, int round, const dp_groups *gs, const dp_plan *plan,
+                  const dp_corr_fold *fold, dp_error *err);
 /* CIP (app/cip_phase.c). The prune config whose budget is `fraction` of pc's (uniform/global
  * ratio, per-group ratios, FLOPs/params/latency target). */
 void app_cip_budget_at(const dp_prune_config *pc, double fraction, dp_prune_config *out);
@@ -197,6 +199,9 @@ dp_status app_cip_scores(trainer *t, const dp_groups *gs, dp_scores *sc, dp_erro
  * the scheduled epoch ends, re-scored each time; masks from rank 0), then step n's plan is cut.
  * Resumes inside its schedule. On return (not stopped) t->m is the pruned model. */
 dp_status app_cip_round(trainer *t, int round, dp_error *err);
+/* One round's decision and cut for a scoring criterion: plan (and CorrTopo's fold) on rank 0,
+ * broadcast, the same surgery on every rank, the trainer's model replaced. Collective. */
+dp_status app_plan_and_cut(trainer *t, int round, dp_error *err);
 /* `dprune plan CONF`: the plan the config would make, printed, nothing cut. */
 int app_cmd_plan(dp_app *app);
 

@@ -33,7 +33,7 @@ dp_status app_cip_scores(trainer *t, const dp_groups *gs, dp_scores *sc, dp_erro
     /* pruning decisions never see the test set: calibration uses training images */
     if (st == DP_OK) st = calib_set_init(&set, &t->data->train, c->prune.calib_images, seed, err);
     if ((st = dp_dist_check(d, st, err)) == DP_OK)
-        st = calibrate_maps(d, m, t->data, &set, nodes, n, CALIB_RMS, seed, &cr, err);
+        st = calibrate_nodes(d, m, t->data, &set, nodes, n, CALIB_RMS, seed, &cr, err);
     if (st == DP_OK && d->rank == 0) {
         for (int i = 0; i < n; i++) rms[nodes[i]] = cr.total[i];
         dp_cip_phi phi = c->prune.cip_phi_tanh ? DP_CIP_PHI_TANH : DP_CIP_PHI_ONE;
@@ -179,7 +179,7 @@ static dp_status final_step(schedule *s, int epochs, dp_error *err) {
     dp_plan plan = {0};
     if (st == DP_OK) st = app_plan_round_at(t, s->round, 1.0, &gs, &plan, err);
     if (st == DP_OK) report(s, s->steps, epochs, &gs, &plan, true);
-    if (st == DP_OK) st = app_cut(t, s->round, &gs, &plan, err);
+    if (st == DP_OK) st = app_cut(t, s->round, &gs, &plan, NULL, err);
     dp_plan_free(&plan);
     dp_groups_free(&gs);
     return st;

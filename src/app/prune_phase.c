@@ -4,6 +4,8 @@
  * this file only sequences them. */
 #include "app.h"
 #include "calibrate.h"
+#include "corr_fold.h"
+#include "fec_plan.h"
 #include "latency.h"
 #include "prune_report.h"
 #include <math.h>
@@ -333,9 +335,11 @@ dp_status app_plan_round(trainer *t, int round, dp_groups *gs, dp_plan *plan, dp
     return app_plan_round_at(t, round, 1.0, gs, plan, err);
 }
 
-/* One round on the current model: groups, scores, plan (rank 0), broadcast. */
-dp_status app_plan_round_at(trainer *t, int round, double fraction, dp_groups *gs, dp_plan *plan,
-                            dp_error *err) {
+/* One round on the current model: groups, scores, plan (rank 0), broadcast; fraction < 1 plans
+ * a step of CIP's schedule (a fraction of the budget); with fold, also CorrTopo's fold of the
+ * plan's cuts (rank 0, broadcast). */
+static dp_status plan_round(trainer *t, int round, double fraction, dp_groups *gs, dp_plan *plan,
+                            dp_corr_fold *fold, dp_error *err) {
     const dp_config *c = &t->app->cfg;
     const dp_prune_config *pc = &c->prune;
     dp_prune_config scaled; /* a step of CIP's schedule: a fraction of the budget */
@@ -357,34 +361,49 @@ dp_status app_plan_round_at(trainer *t, int round, double fraction, dp_groups *g
     criterion_state cs = {0};
     calib_kind kind;
     uint64_t seed = (uint64_t)c->run.seed;
+    calib_result cr = {0};
     if (needs_calibration(pc->criterion, &kind)) {
         calib_set set;
-        calib_result cr;
         /* pruning decisions never see the test set: calibration uses training images */
         st = calib_set_init(&set, &t->data->train, pc->calib_images, seed, err);
         if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
-        st = calibrate(d, t->m, t->data, &set, gs, kind, seed, &cr, err);
+        if (fold) /* also the maps the consumers read */
+            st = app_corr_fold_calibrate(d, t->m, t->data, &set, gs, seed, &cr, err);
+        else
+            st = calibrate(d, t->m, t->data, &set, gs, kind, seed, &cr, err);
         if (st == DP_OK && d->rank == 0)
             st = scores_from_stats(pc->criterion, pc, gs, &cr, &sc, &cs, err);
-        calib_result_free(&cr);
         calib_set_free(&set);
     } else if (!strcmp(pc->criterion, "cip")) { /* collective: statistics of every feature map */
         st = app_cip_scores(t, gs, &sc, err);
+    } else if (d->rank == 0 && !strcmp(pc->criterion, "fec")) {
+        st = app_fec_plan(t, round, gs, plan, err); /* the ratio rule, or layer by layer */
     } else if (d->rank == 0) {
         st = dp_weight_scores(pc->criterion, t->m, gs, seed, round, &sc, err);
         if (st == DP_OK && sc.note[0]) fprintf(stderr, "prune: %s\n", sc.note);
     }
-    if (st == DP_OK && d->rank == 0)
+    if (st == DP_OK && d->rank == 0 && strcmp(pc->criterion, "fec") != 0)
         st = decide_plan(t->m, pc, gs, &sc, &cs, plan, err);
-    else if (st == DP_OK)
+    else if (st == DP_OK && d->rank != 0)
         st = dp_plan_init(plan, gs, err);
+    if (st == DP_OK && d->rank == 0 && fold)
+        st = app_corr_fold_decide(pc, t->m, gs, &cr, plan, fold, err);
+    calib_result_free(&cr);
     dp_scores_free(&sc);
     criterion_state_free(&cs);
     if ((st = dp_dist_check(d, st, err)) != DP_OK) return st;
-    return broadcast_plan(d, plan, err);
+    st = broadcast_plan(d, plan, err);
+    if (st == DP_OK && fold) st = app_corr_fold_bcast(d, fold, err);
+    return st;
 }
 
-dp_status app_cut(trainer *t, int round, const dp_groups *gs, const dp_plan *plan, dp_error *err) {
+dp_status app_plan_round_at(trainer *t, int round, double fraction, dp_groups *gs, dp_plan *plan,
+                            dp_error *err) {
+    return plan_round(t, round, fraction, gs, plan, NULL, err);
+}
+
+dp_status app_cut(trainer *t, int round, const dp_groups *gs, const dp_plan *plan,
+                  const dp_corr_fold *fold, dp_error *err) {
     const dp_prune_config *pc = &t->app->cfg.prune;
     dp_model *m = t->m;
     dp_status st = app_record_plan(t, plan, err);
@@ -395,21 +414,30 @@ dp_status app_cut(trainer *t, int round, const dp_groups *gs, const dp_plan *pla
                 (long long)plan->flops_after, (long long)dp_model_params(m),
                 (long long)plan->params_after);
     }
+    if (st == DP_OK && fold && t->app->dist.rank == 0)
+        fprintf(stderr, "prune round %d: corr fold of %d map(s) into their consumers (%s)\n", round,
+                fold->n_maps, pc->corr_compensate ? "mean + compensation" : "mean");
     dp_model small = {0};
-    /* every rank cuts the same channels from the same plan */
+    /* every rank cuts the same channels from the same plan (and folds the same numbers) */
+    dp_surgery_opts so = {0};
+    if (fold) so = dp_corr_surgery_opts(fold);
     if (st == DP_OK)
-        st = dp_dist_check(&t->app->dist, dp_surgery(m, gs, plan, &t->opt, NULL, &small, err), err);
+        st = dp_dist_check(&t->app->dist,
+                           dp_surgery(m, gs, plan, &t->opt, fold ? &so : NULL, &small, err), err);
     if (st == DP_OK) st = trainer_replace_model(t, &small, err);
     return st;
 }
 
-/* One round's decision and cut for a scoring criterion: plan on rank 0, broadcast, the same
- * surgery on every rank. */
-static dp_status plan_and_cut(trainer *t, int round, dp_error *err) {
+/* One round's decision and cut for a scoring criterion: plan (and corr's fold) on rank 0,
+ * broadcast, the same surgery (and fold) on every rank. */
+dp_status app_plan_and_cut(trainer *t, int round, dp_error *err) {
     dp_groups gs = {0};
     dp_plan plan = {0};
-    dp_status st = app_plan_round(t, round, &gs, &plan, err);
-    if (st == DP_OK) st = app_cut(t, round, &gs, &plan, err);
+    dp_corr_fold fold = {0};
+    bool folding = app_corr_fold_wanted(&t->app->cfg.prune);
+    dp_status st = plan_round(t, round, 1.0, &gs, &plan, folding ? &fold : NULL, err);
+    if (st == DP_OK) st = app_cut(t, round, &gs, &plan, folding ? &fold : NULL, err);
+    dp_corr_fold_free(&fold);
     dp_plan_free(&plan);
     dp_groups_free(&gs);
     return st;
@@ -439,8 +467,13 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
     ft.pcc_lambda = 0; /* the PCC term shapes pre-training for CI; fine-tuning is CE only */
     char phase[32];
     bool csgd = !strcmp(pc->criterion, "csgd"), cip = !strcmp(pc->criterion, "cip");
-    for (int round = 1; round <= pc->rounds && st == DP_OK; round++) {
+    int rounds = pc->rounds; /* layer by layer: one round per group to cut */
+    if (st == DP_OK && pc->fec_layerwise)
+        st = app_fec_layer_schedule(t, resumed_pruned, &rounds, err);
+    for (int round = 1; round <= rounds && st == DP_OK; round++) {
         snprintf(phase, sizeof phase, "finetune%d", round);
+        ft.epochs =
+            pc->fec_layerwise && round < rounds ? pc->fec_layer_epochs : pc->finetune_epochs;
         /* resumed: phase r is round r's fine-tuning, APP_CSGD_PHASE_BASE + r its C-SGD phase */
         int at = t->resuming ? t->resume_state.phase : -1;
         bool at_csgd = at >= APP_CSGD_PHASE_BASE;
@@ -461,7 +494,7 @@ dp_status app_prune(trainer *t, dp_model *m, dp_error *err) {
             if (t->stopped) break;
         } else {
             /* cip: the soft schedule, then its last step's plan is cut */
-            st = cip ? app_cip_round(t, round, err) : plan_and_cut(t, round, err);
+            st = cip ? app_cip_round(t, round, err) : app_plan_and_cut(t, round, err);
             if (t->stopped) break;
             if (st == DP_OK) st = app_reestimate_bn(t, pc->bn_recalib_batches, err);
         }
@@ -519,6 +552,10 @@ int app_cmd_plan(dp_app *app) {
                (long long)plan.params_before, (long long)plan.params_after,
                100.0 * (1 - (double)plan.params_after / plan.params_before));
         app_latency_print_plan(&c->prune, &m, &gs, &plan, stdout);
+        if (c->prune.fec_layerwise)
+            printf("fec_layerwise: these widths are reached one group per round, last group "
+                   "first, with %d fine-tune epoch(s) between groups\n",
+                   c->prune.fec_layer_epochs);
     }
     dp_plan_free(&plan);
     dp_groups_free(&gs);

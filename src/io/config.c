@@ -748,6 +748,14 @@ static dp_status check_cross_fields(const parse_ctx *c, const config_t *lc) {
         return fail_at(c, config_lookup(lc, "prune.budget"), "prune.budget",
                        "\"threshold\" is a corr/ci budget; cip needs a ratio or a target "
                        "(uniform, ratios, global, flops, params or latency)");
+    if (pc->fec_layerwise && strcmp(pc->criterion, "fec") != 0)
+        return fail_at(c, config_lookup(lc, "prune.fec_layerwise"), "prune.fec_layerwise",
+                       "needs criterion = \"fec\" (criterion is \"%s\")", pc->criterion);
+    if (pc->fec_layerwise && pc->rounds != 1)
+        return fail_at(c, config_lookup(lc, "prune.rounds"), "prune.rounds",
+                       "is %d; fec_layerwise makes one round per group by itself: leave rounds "
+                       "at 1",
+                       pc->rounds);
 
     const dp_train_config *t = &cfg->train;
     for (int i = 1; i < t->n_milestones; i++)

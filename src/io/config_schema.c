@@ -197,10 +197,23 @@ static const dp_setting dp_schema[] = {
     BOOL(prune, corr_topology, false,
          "corr: redundancy = cosine of the absolute-correlation profiles instead of the absolute "
          "correlation."),
+    BOOL(prune, corr_fold, true,
+         "corr: in surgery, every consumer of a cut group gets the removed channels' means "
+         "(measured on the map it reads; one per position for a linear after flatten) folded "
+         "into its bias, or into the running mean of the BN that alone follows a bias-free "
+         "consumer: exact for dead channels. false = off."),
     BOOL(prune, corr_compensate, false,
-         "corr: fold a least-squares reconstruction of removed maps into the next conv."),
+         "corr: also fold a least-squares reconstruction of every removed map from the kept ones "
+         "into the consumers' weights (METHODS.md section 2); works with corr_fold off too."),
     BOOL(prune, fec_abs_mean, false,
          "fec: compress each kernel by its mean absolute weight instead of its mean."),
+    BOOL(prune, fec_layerwise, false,
+         "fec: cut one group per round in backward order (last layer first), fine-tuning "
+         "fec_layer_epochs between groups; every group gets the width the one-shot plan gives "
+         "it (decided once, on the model before pruning). Needs rounds = 1."),
+    INT(prune, fec_layer_epochs, 1, 0, 100000,
+        "fec_layerwise: fine-tune epochs after every group but the last (the last gets "
+        "finetune_epochs)."),
     INT(prune, cip_steps, 4, 1, 1000,
         "cip: steps n of the cubic schedule: step t soft-zeroes the lowest-scored channels of "
         "the budget's fraction (1 - (1 - t/n)^3), after epoch t * cip_epochs / n; step n is the "

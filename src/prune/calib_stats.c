@@ -167,6 +167,17 @@ dp_status dp_corr_accumulate(dp_calib_partials *p, int64_t first_index, int N, i
     return DP_OK;
 }
 
+dp_status dp_corr_pos_accumulate(dp_calib_partials *p, int64_t first_index, int N, int C, int P,
+                                 const float *x, const double *k, double *ws, dp_error *err) {
+    if (check_len(p, dp_corr_pos_stats_len(C, P), "corrtopo", err)) return DP_ERR_ARG;
+    for (int n = 0; n < N; n++) {
+        double *part = dp_calib_partial_for_sample(p, first_index + n, err);
+        if (!part) return DP_ERR_ARG;
+        dp_corr_pos_accumulate_sample(C, P, x + (size_t)n * C * P, k, part, ws);
+    }
+    return DP_OK;
+}
+
 dp_status dp_hrank_accumulate(dp_calib_partials *p, int64_t first_index, int N, int C, int H, int W,
                               const float *x, double *ws, size_t ws_len, dp_error *err) {
     if (check_len(p, dp_hrank_stats_len(C), "hrank", err)) return DP_ERR_ARG;

@@ -14,6 +14,10 @@ size_t dp_corr_stats_len(int C) {
     return 1 + (size_t)C + (size_t)C * C;
 }
 
+size_t dp_corr_pos_stats_len(int C, int P) {
+    return dp_corr_stats_len(C) + (size_t)C * P;
+}
+
 // x [N, C, P] -> k [C] channel means over samples and pixels
 void dp_corr_shift(int N, int C, int P, const float *x, double *k) {
     for (int c = 0; c < C; c++) {
@@ -56,6 +60,33 @@ dp_status dp_corr_moments(int C, const double *stats, const double *k, double *m
             double v = Q[(size_t)c * C + d] / M - (S[c] / M) * (S[d] / M);
             Sigma[(size_t)c * C + d] = v;
             Sigma[(size_t)d * C + c] = v;
+        }
+    return DP_OK;
+}
+
+void dp_corr_pos_accumulate_sample(int C, int P, const float *x, const double *k, double *partial,
+                                   double *ws) {
+    dp_corr_accumulate_sample(C, P, x, k, partial, ws);
+    double *Spos = partial + dp_corr_stats_len(C);
+    for (int c = 0; c < C; c++)
+        for (int p = 0; p < P; p++) Spos[(size_t)c * P + p] += (double)x[(size_t)c * P + p] - k[c];
+}
+
+dp_status dp_corr_pos_moments(int C, int P, const double *stats, const double *k, double *mu,
+                              double *Sigma, double *mpos, double *Sigma_w, dp_error *err) {
+    dp_status st = dp_corr_moments(C, stats, k, mu, Sigma, err);
+    if (st != DP_OK) return st;
+    double samples = stats[0] / P; /* every sample adds P to M */
+    const double *Spos = stats + dp_corr_stats_len(C);
+    for (size_t i = 0; i < (size_t)C * P; i++) mpos[i] = k[i / (size_t)P] + Spos[i] / samples;
+    // Sigma_w = Sigma - (1/P) sum_p (mpos_p - mu)(mpos_p - mu)^T: each position weighs 1/P
+    for (int c = 0; c < C; c++)
+        for (int d = c; d < C; d++) {
+            double acc = 0;
+            for (int p = 0; p < P; p++)
+                acc += (mpos[(size_t)c * P + p] - mu[c]) * (mpos[(size_t)d * P + p] - mu[d]);
+            double v = Sigma[(size_t)c * C + d] - acc / P;
+            Sigma_w[(size_t)c * C + d] = Sigma_w[(size_t)d * C + c] = v;
         }
     return DP_OK;
 }
@@ -296,12 +327,25 @@ void dp_corr_fold_consumer(int O, int C, int kk, const float *W, int nk, const i
             }
         }
         double acc = 0;
-        for (int d = 0; d < nd; d++) {
+        for (int d = 0; d < nd && a; d++) {
             const float *wd = Wo + (size_t)removed[d] * kk;
             double sum = 0;
             for (int j = 0; j < kk; j++) sum += wd[j];
             acc += a[d] * sum;
         }
         delta[o] = acc;
+    }
+}
+
+void dp_corr_fold_offset_pos(int O, int C, int kk, const float *W, int nd, const int *removed,
+                             const double *a_pos, double *delta) {
+    for (int o = 0; o < O; o++) {
+        double acc = 0;
+        for (int d = 0; d < nd; d++) {
+            const float *wd = W + ((size_t)o * C + (size_t)removed[d]) * kk;
+            const double *ad = a_pos + (size_t)d * kk;
+            for (int j = 0; j < kk; j++) acc += ad[j] * wd[j];
+        }
+        delta[o] += acc;
     }
 }
