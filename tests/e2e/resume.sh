@@ -49,6 +49,10 @@ for attempt in 1 2 3 4 5 6 7 8; do
   killer=$!
   wait "$pid"; rc=$?
   kill "$killer" 2>/dev/null; wait "$killer" 2>/dev/null
+  # a rank spawned while pkill scanned would write beside the next attempt: none may remain
+  while pgrep -f "dprune --resume $TMP/c.cfg" > /dev/null; do
+    pkill -KILL -f "dprune --resume $TMP/c.cfg"; sleep 0.1
+  done
   if [ "$rc" -eq 0 ] && grep -q "prune_summary" "$TMP/c/metrics.jsonl" 2>/dev/null; then break; fi
   kills=$((kills + 1))
 done
