@@ -202,6 +202,12 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
     dp_sgd_step(&t->opt, m, dp_lr_at(t->tc, global_step, steps_per_epoch));
     if (c->dist.debug_perturb_rank == d->rank && c->dist.debug_perturb_step == global_step)
         m->param_data[0] += 1e-3f;
+    /* Per-rank BN running statistics are averaged after every step, not only before evaluations
+     * and checkpoints. The running statistics are an EMA, linear in the batch statistics, so
+     * this is the same arithmetic up to rounding, but it makes the rounding the same whether a
+     * run stops mid-epoch (its checkpoint must hold one average) or not, so a resumed run
+     * stays bitwise identical. Cost: one allreduce of the BN buffers (KBs) per step. */
+    if (st == DP_OK) st = trainer_average_bn(t, err);
     if (c->dist.check_every > 0 && (global_step + 1) % c->dist.check_every == 0)
         st = dp_dist_check(d, dp_dist_check_identical(d, m, err), err);
     return st;
