@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CSGD_MAX_TENSORS 256
-
 int csgd_group_tensors(const dp_model *m, const dp_channel_group *g, bool buffers, csgd_tensor *out,
                        int max) {
     int n = 0;
@@ -146,31 +144,26 @@ dp_status dp_csgd_cluster_group(const dp_model *m, const dp_groups *gs, int g, i
 
 /* ---- the transform ---- */
 
-/* One tensor of one group: rows [C][row] of x (params) and gx (grads). */
+/* One tensor of one group: rows [C][row] of x (params) and gx (grads). Column by column, so
+ * the means are two scalars and the training step allocates nothing. */
 static void centripetal_rows(float *x, float *gx, size_t row, const int *members, const int *first,
                              int k, double eta, double eps) {
-#pragma omp parallel if ((size_t)k * row > 16384)
-    {
-        double *mg = malloc(sizeof(double) * row * 2), *mx = mg ? mg + row : NULL;
-#pragma omp for schedule(static)
-        for (int h = 0; h < k; h++) {
-            if (!mg) continue;
-            int a = first[h], b = first[h + 1];
-            double inv = 1.0 / (b - a);
-            memset(mg, 0, sizeof(double) * row * 2);
+#pragma omp parallel for schedule(static) if ((size_t)k * row > 16384)
+    for (int h = 0; h < k; h++) {
+        int a = first[h], b = first[h + 1];
+        double inv = 1.0 / (b - a);
+        for (size_t j = 0; j < row; j++) {
+            double mg = 0, mx = 0;
             for (int i = a; i < b; i++) {
-                const float *xr = x + (size_t)members[i] * row, *gr = gx + (size_t)members[i] * row;
-                for (size_t j = 0; j < row; j++) mg[j] += gr[j], mx[j] += xr[j];
+                size_t at = (size_t)members[i] * row + j;
+                mg += gx[at], mx += x[at];
             }
-            for (size_t j = 0; j < row; j++) mg[j] *= inv, mx[j] *= inv;
+            mg *= inv, mx *= inv;
             for (int i = a; i < b; i++) {
-                const float *xr = x + (size_t)members[i] * row;
-                float *gr = gx + (size_t)members[i] * row;
-                for (size_t j = 0; j < row; j++)
-                    gr[j] = (float)(mg[j] + eta * xr[j] + eps * (xr[j] - mx[j]));
+                size_t at = (size_t)members[i] * row + j;
+                gx[at] = (float)(mg + eta * x[at] + eps * (x[at] - mx));
             }
         }
-        free(mg);
     }
 }
 

@@ -4,6 +4,9 @@
 
 #include "dprune/csgd.h"
 
+/* Tensors of one group at most (writers' weights and biases, BNs' four vectors). */
+#define CSGD_MAX_TENSORS 256
+
 /* One tensor whose rows are the group's channels: a writer's weight (kernel) or bias, a BN's
  * gamma or beta (param >= 0), or a BN running statistic (buffer >= 0). */
 typedef struct {

@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CSGD_MAX_TENSORS 256
-
 void dp_csgd_equalize(dp_model *m, const dp_groups *gs, const dp_csgd_clusters *cl,
                       bool mean_params) {
     csgd_tensor ts[CSGD_MAX_TENSORS];
