@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct dp_metrics {
     FILE *f;
@@ -146,8 +147,13 @@ void dp_json_escape(const char *s, char *out, size_t outsz) {
     out[o] = '\0';
 }
 
+/* The file's size, not ftell: the file is append-only, and a resume truncates it by path, after
+ * which the stream's position still points past the new end until the next write. A checkpoint
+ * taken in that window recorded a stale offset, so a later resume cut back too little and
+ * epoch lines appeared twice (e2e_resume, rarely, after two kills). */
 long dp_metrics_offset(dp_metrics *m) {
     if (!m) return -1;
     fflush(m->f);
-    return ftell(m->f);
+    struct stat st;
+    return fstat(fileno(m->f), &st) == 0 ? (long)st.st_size : -1;
 }
