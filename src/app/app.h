@@ -108,6 +108,8 @@ dp_status trainer_run(trainer *t, dp_error *err);
 /* Sharded evaluation; counts summed exactly over ranks. Collective. */
 dp_status trainer_evaluate(trainer *t, const dp_split *split, eval_result *r, dp_error *err);
 void trainer_free(trainer *t);
+/* Rank 0: opens (appends to) run.dir/metrics.jsonl and writes the provenance line. */
+dp_status trainer_open_metrics(trainer *t, dp_error *err);
 /* Collective: BN statistics averaged across ranks, then rank 0 hands a snapshot to the
  * background writer (the training stall is the copy). epoch/step_in_epoch: where a resume
  * continues within the current phase. */

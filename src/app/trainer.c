@@ -25,7 +25,7 @@ static void on_bn_allreduce(void *ctx, double *sums, int n, double *count) {
     dp_dist_bn_allreduce(&t->app->dist, sums, n, count);
 }
 
-static dp_status open_metrics(trainer *t, dp_error *err) {
+dp_status trainer_open_metrics(trainer *t, dp_error *err) {
     const dp_config *c = &t->app->cfg;
     dp_status st = app_make_run_dir(c->run.dir, err);
     char path[DP_PATH_MAX + 32];
@@ -389,7 +389,7 @@ dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, 
         st = dp_grad_sync_create(&t->sync, &app->dist, m, (size_t)(c->dist.first_bucket_mb * 1e6),
                                  (size_t)(c->dist.bucket_mb * 1e6), c->dist.overlap, err);
     if ((st = dp_dist_check(&app->dist, st, err)) != DP_OK) return st;
-    st = app->dist.rank == 0 ? open_metrics(t, err) : DP_OK;
+    st = app->dist.rank == 0 ? trainer_open_metrics(t, err) : DP_OK;
     if (st == DP_OK && app->dist.rank == 0)
         st = dp_ckpt_writer_start(&t->writer, c->run.dir, c->checkpoint.keep_last, err);
     return dp_dist_check(&app->dist, st, err);

@@ -76,9 +76,21 @@ dp_status trainer_resume(trainer *t, dp_model *m, dp_error *err) {
     if ((st = dp_dist_check(&app->dist, st, err)) != DP_OK) return st;
     if ((st = dp_dist_bcast_bytes(&app->dist, path, sizeof path, 0, err)) != DP_OK) return st;
     if (!path[0]) {
-        if (app->dist.rank == 0)
+        /* attempts killed before their first checkpoint left lines that this run repeats: a
+         * fresh start in its own directory starts the metrics afresh too */
+        if (app->dist.rank == 0) {
             fprintf(stderr, "resume: no checkpoint in %s, starting fresh\n", c->run.dir);
-        return DP_OK;
+            char mpath[DP_PATH_MAX + 32];
+            snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", c->run.dir);
+            if (automatic && t->metrics) {
+                dp_metrics_close(t->metrics);
+                t->metrics = NULL;
+                if (truncate(mpath, 0) != 0)
+                    fprintf(stderr, "dprune: warning: cannot empty %s\n", mpath);
+                st = trainer_open_metrics(t, err);
+            }
+        }
+        return dp_dist_check(&app->dist, st, err);
     }
     dp_checkpoint ck;
     memset(&ck, 0, sizeof ck);
