@@ -53,8 +53,17 @@ for variant in $criteria; do
 import re, sys, os
 src, dst, rundir, variant, seed = sys.argv[1:]
 crit, *sets = variant.split(":")
-extra = "".join(f" {kv.split('=', 1)[0]} = {kv.split('=', 1)[1]};" for kv in sets)
 t = open(src).read()
+extra = ""
+for kv in sets:  # a prune setting the config has already is replaced, a new one added
+    key, val = kv.split("=", 1)
+    if not re.fullmatch(r'true|false|[-+0-9.eE]+|".*"|\[.*\]', val):
+        val = f'"{val}"'  # a bare word is a string setting
+    pat = rf'(?m)^(\s*){key}\s*=\s*[^;]*;'
+    if re.search(pat, t):
+        t = re.sub(pat, lambda m: f'{m.group(1)}{key} = {val};', t, count=1)
+    else:
+        extra += f" {key} = {val};"
 t = re.sub(r'dir\s*=\s*"[^"]*"', f'dir = "{rundir}"', t, count=1)
 t = re.sub(r'criterion\s*=\s*"[^"]*";?', f'criterion = "{crit}";{extra}', t, count=1)
 t = re.sub(r'seed\s*=\s*\d+', f'seed = {seed}', t, count=1)

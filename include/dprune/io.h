@@ -125,7 +125,8 @@ typedef struct {
     int bn_recalib_batches;
     double bn_l1; /* slim: lambda of the BN-L1 training term */
     bool corr_topology;
-    bool corr_fold; /* removed channels' means into the consumers (surgery) */
+    char corr_remove[12]; /* "redundancy" (METHODS) or "weaker" (NOTES.md) */
+    bool corr_fold;       /* removed channels' means into the consumers (surgery) */
     bool corr_compensate;
     bool fec_abs_mean;
     bool fec_layerwise;   /* one group per round, last layer first */
@@ -142,12 +143,12 @@ typedef struct {
 typedef struct {
     char clusters[DP_NAME_MAX]; /* kmeans | even */
     int kmeans_inits;
-    double centripetal;  /* eps of kernels; BN gamma/beta and biases get vector_ratio * it */
+    double centripetal; /* eps of kernels; BN gamma/beta and biases get vector_ratio * it */
     double vector_ratio;
-    int epochs;          /* limit of each C-SGD phase */
-    double lr;           /* peak learning rate of a C-SGD phase */
-    char schedule[DP_NAME_MAX]; /* constant | cosine */
-    double threshold;    /* the phase ends once the relative deviation is below this */
+    int epochs;                   /* limit of each C-SGD phase */
+    double lr;                    /* peak learning rate of a C-SGD phase */
+    char schedule[DP_NAME_MAX];   /* constant | cosine */
+    double threshold;             /* the phase ends once the relative deviation is below this */
     char merge_keep[DP_NAME_MAX]; /* first | mean */
     char merge_bn[DP_NAME_MAX];   /* average | reestimate */
     char target[DP_NAME_MAX];     /* budget | base_width */

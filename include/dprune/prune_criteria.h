@@ -142,17 +142,23 @@ void dp_corr_pearson(int C, const double *Sigma, double *rho);
  * get zero rows/columns and are left out of every profile. */
 dp_status dp_corr_redundancy(int C, const double *rho, const uint8_t *dead, int topology, double *r,
                              dp_error *err);
+/* Which member of the most redundant kept pair an elimination step removes. */
+typedef enum {
+    DP_CORR_REMOVE_REDUNDANCY, /* the larger mean redundancy to the other kept channels (METHODS) */
+    DP_CORR_REMOVE_WEAKER,     /* the smaller variance (ties: as REDUNDANCY); NOTES.md */
+} dp_corr_remove;
 /* Whole criterion from folded stats: moments, dead detection, redundancy, greedy
  * elimination. res is allocated here (dp_corr_result_free). */
 dp_status dp_corr_run(int C, const double *stats, const double *k, int topology,
-                      dp_corr_result *res, dp_error *err);
+                      dp_corr_remove remove, dp_corr_result *res, dp_error *err);
 /* Greedy elimination on a given redundancy r [C, C] (diagonal ignored), dead [C], var [C]:
  * fills order [C] and value [C] as in dp_corr_result. While more than one live channel is
  * kept: take the kept pair with the largest r (ties: lower indices), record it, remove the
  * member with the larger mean redundancy to the other kept channels (ties: smaller
- * variance, then larger index). ws: 2*C doubles + C bytes, allocated inside. */
+ * variance, then larger index); with DP_CORR_REMOVE_WEAKER the member with the smaller
+ * variance (ties: as before). ws: 2*C doubles + C bytes, allocated inside. */
 dp_status dp_corr_eliminate(int C, const double *r, const uint8_t *dead, const double *var,
-                            int *order, double *value, dp_error *err);
+                            dp_corr_remove remove, int *order, double *value, dp_error *err);
 void dp_corr_result_free(dp_corr_result *res);
 /* Threshold mode: channels kept for tau = C - #{removal steps with m_t >= tau}. Dead
  * channels always go. The count is non-decreasing in tau, so the planner can bisect one

@@ -75,7 +75,9 @@ static dp_status scores_from_stats(const char *crit, const dp_prune_config *pc, 
         int C = gs->groups[g].channels;
         const double *t = cr->total[g];
         if (!strcmp(crit, "corr")) {
-            st = dp_corr_run(C, t, cr->shift[g], pc->corr_topology, &cs->corr[g], err);
+            dp_corr_remove rm = strcmp(pc->corr_remove, "weaker") ? DP_CORR_REMOVE_REDUNDANCY
+                                                                  : DP_CORR_REMOVE_WEAKER;
+            st = dp_corr_run(C, t, cr->shift[g], pc->corr_topology, rm, &cs->corr[g], err);
             if (st == DP_OK) dp_corr_scores(&cs->corr[g], sc->s[g]);
         } else { /* hrank, ci: [images, sum[C]] -> mean over images */
             double images = t[0] > 0 ? t[0] : 1;

@@ -197,6 +197,10 @@ static const dp_setting dp_schema[] = {
     BOOL(prune, corr_topology, false,
          "corr: redundancy = cosine of the absolute-correlation profiles instead of the absolute "
          "correlation."),
+    ENUM(prune, corr_remove, "redundancy", "redundancy|weaker",
+         "corr: which channel of the most redundant pair is removed: redundancy = the one more "
+         "redundant with the other kept channels (METHODS.md section 2); weaker = the one with "
+         "the smaller variance (NOTES.md: keeps the strong maps; better on Fashion-MNIST)."),
     BOOL(prune, corr_fold, true,
          "corr: in surgery, every consumer of a cut group gets the removed channels' means "
          "(measured on the map it reads; one per position for a linear after flatten) folded "

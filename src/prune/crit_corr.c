@@ -156,7 +156,7 @@ static double kept_sum(int C, const double *r, const uint8_t *kept, int c) {
 }
 
 dp_status dp_corr_eliminate(int C, const double *r, const uint8_t *dead, const double *var,
-                            int *order, double *value, dp_error *err) {
+                            dp_corr_remove remove, int *order, double *value, dp_error *err) {
     if (C <= 0) return dp_fail(err, DP_ERR_ARG, "corrtopo: no channels");
     uint8_t *kept = dp_alloc((size_t)C);
     if (!kept) return dp_fail(err, DP_ERR_NOMEM, "corrtopo: elimination of %d channels", C);
@@ -185,7 +185,9 @@ dp_status dp_corr_eliminate(int C, const double *r, const uint8_t *dead, const d
         }
         double sc = kept_sum(C, r, kept, bc), sd = kept_sum(C, r, kept, bd);
         int x;
-        if (sc != sd) {
+        if (remove == DP_CORR_REMOVE_WEAKER && var[bc] != var[bd]) {
+            x = var[bc] < var[bd] ? bc : bd; // either rebuilds the other: keep the strong map
+        } else if (sc != sd) {
             x = sc > sd ? bc : bd;
         } else if (var[bc] != var[bd]) {
             x = var[bc] < var[bd] ? bc : bd; // the weaker map goes
@@ -208,7 +210,7 @@ void dp_corr_result_free(dp_corr_result *res) {
 }
 
 dp_status dp_corr_run(int C, const double *stats, const double *k, int topology,
-                      dp_corr_result *res, dp_error *err) {
+                      dp_corr_remove remove, dp_corr_result *res, dp_error *err) {
     memset(res, 0, sizeof *res);
     if (C <= 0) return dp_fail(err, DP_ERR_ARG, "corrtopo: no channels");
     size_t CC = (size_t)C * C;
@@ -238,7 +240,7 @@ dp_status dp_corr_run(int C, const double *stats, const double *k, int topology,
     }
     dp_corr_pearson(C, res->Sigma, rho);
     if ((st = dp_corr_redundancy(C, rho, res->dead, topology, r, err))) goto done;
-    st = dp_corr_eliminate(C, r, res->dead, res->var, res->order, res->value, err);
+    st = dp_corr_eliminate(C, r, res->dead, res->var, remove, res->order, res->value, err);
 done:
     dp_free(rho), dp_free(r);
     if (st) dp_corr_result_free(res);

@@ -2,7 +2,8 @@
  * and negated-scaled copies are removed first with value 1, removal values never increase
  * (random maps, both redundancy modes), threshold mode leaves no kept pair above tau,
  * topology cosine vs a direct computation, dead channels first with their mean, and the
- * compensation fold reproduces the consumer conv's output. */
+ * compensation fold reproduces the consumer conv's output; the two pair rules (remove the
+ * more redundant member, or the weaker one) on a hand-made case. */
 #include "dprune/nn.h"
 #include "dprune/prune_criteria.h"
 #include "testutil.h"
@@ -96,7 +97,7 @@ static void test_duplicates_and_dead(int topology) {
     double *stats = corr_stats(N, C, P, x, k);
     dp_corr_result res;
     dp_error err;
-    CHECK(dp_corr_run(C, stats, k, topology, &res, &err) == DP_OK);
+    CHECK(dp_corr_run(C, stats, k, topology, DP_CORR_REMOVE_REDUNDANCY, &res, &err) == DP_OK);
     CHECK(res.ndead == 1 && res.dead[3]);
     CHECK(res.order[0] == 3 && res.value[0] == DP_CORR_DEAD_VALUE);
     CHECK_CLOSE(res.mu[3], 0.75, 1e-12, 0);
@@ -144,7 +145,7 @@ static void test_monotone(int topology, unsigned seed) {
     double *stats = corr_stats(N, C, P, x, k);
     dp_corr_result res;
     dp_error err;
-    CHECK(dp_corr_run(C, stats, k, topology, &res, &err) == DP_OK);
+    CHECK(dp_corr_run(C, stats, k, topology, DP_CORR_REMOVE_REDUNDANCY, &res, &err) == DP_OK);
     int mono = 1;
     for (int t = 1; t < C; t++) mono &= res.value[t] <= res.value[t - 1];
     CHECK_MSG(mono, "topology %d seed %u: removal values increase", topology, seed);
@@ -216,7 +217,7 @@ static void test_compensation(double ridge, double tol) {
     double *stats = corr_stats(N, C, P, x, k);
     dp_corr_result res;
     dp_error err;
-    CHECK(dp_corr_run(C, stats, k, 0, &res, &err) == DP_OK);
+    CHECK(dp_corr_run(C, stats, k, 0, DP_CORR_REMOVE_REDUNDANCY, &res, &err) == DP_OK);
     CHECK(res.ndead == 1 && res.order[0] == 4);
     int kept[3] = {0, 1, 3}, removed[3] = {2, 4, 5};
     double B[9], a[3];
@@ -262,7 +263,29 @@ static void test_compensation(double ridge, double tol) {
     dp_free(xk), dp_free(Wplain);
 }
 
+// The top pair is (0, 1); channel 0 is the more redundant with the rest (0.9 + 0.5 against
+// 0.9 + 0.1) but the stronger map.
+static void test_pair_rule(void) {
+    const double r[9] = {0, 0.9, 0.5, 0.9, 0, 0.1, 0.5, 0.1, 0};
+    const double var[3] = {4, 1, 2}, same_var[3] = {1, 1, 2};
+    int order[3];
+    double value[3];
+    dp_error err;
+    CHECK(dp_corr_eliminate(3, r, NULL, var, DP_CORR_REMOVE_REDUNDANCY, order, value, &err) ==
+          DP_OK);
+    CHECK(order[0] == 0 && order[1] == 1 && order[2] == 2); // then {1, 2} tie: smaller var
+    CHECK(value[0] == 0.9 && value[1] == 0.1 && value[2] == -1);
+    CHECK(dp_corr_eliminate(3, r, NULL, var, DP_CORR_REMOVE_WEAKER, order, value, &err) == DP_OK);
+    CHECK(order[0] == 1 && order[1] == 2 && order[2] == 0); // the strong map 0 survives
+    CHECK(value[0] == 0.9 && value[1] == 0.5 && value[2] == -1);
+    // equal variances: the weaker rule falls back to the redundancy rule
+    CHECK(dp_corr_eliminate(3, r, NULL, same_var, DP_CORR_REMOVE_WEAKER, order, value, &err) ==
+          DP_OK);
+    CHECK(order[0] == 0);
+}
+
 int main(void) {
+    test_pair_rule();
     test_moments();
     test_duplicates_and_dead(0);
     test_duplicates_and_dead(1);
