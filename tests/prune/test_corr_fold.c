@@ -131,6 +131,15 @@ static double logits_change(const dp_model *m, const dp_groups *gs, const dp_pla
     return d;
 }
 
+/* Everything a test case allocated (f may be zeroed, in NULL). */
+static void free_case(dp_corr_fold *f, float *in, dp_plan *p, dp_groups *gs, dp_model *m) {
+    dp_corr_fold_free(f);
+    free(in);
+    dp_plan_free(p);
+    dp_groups_free(gs);
+    dp_model_free(m);
+}
+
 /* conv1 1x1 (bias) -> relu1 -> conv2 3x3 pad 0 (no bias) -> bn2 -> relu2 -> flatten -> fc.
  * conv1 channel 2 is dead at 0.8, channel 4 = 0.7 ch0 + 0.3 ch1 + 0.2; relu2 channel 3 is
  * dead at 0.6 (gamma 0, beta 0.6). */
@@ -270,11 +279,7 @@ static void test_chain_dead(void) {
     CHECK(dp_corr_fold_deserialize(buf, len, &back, &err) != DP_OK);
     CHECK(dp_corr_fold_deserialize(buf, len - 9, &back, &err) != DP_OK);
     free(buf);
-    dp_corr_fold_free(&f);
-    free(x);
-    dp_plan_free(&p);
-    dp_groups_free(&gs);
-    dp_model_free(&m);
+    free_case(&f, x, &p, &gs, &m);
 }
 
 /* conv1 1x1 (bias) -> relu1 -> maxpool 2 -> conv2 1x1 (bias) -> gap -> fc. conv1 channel 1 is
@@ -319,11 +324,7 @@ static void test_pool_and_gap(void) {
     double d = logits_change(&m, &gs, &p, &f, &out);
     CHECK_MSG(d < 2e-5, "through max-pool and global pooling: logits moved by %g", d);
     dp_model_free(&out);
-    dp_corr_fold_free(&f);
-    free(in);
-    dp_plan_free(&p);
-    dp_groups_free(&gs);
-    dp_model_free(&m);
+    free_case(&f, in, &p, &gs, &m);
 }
 
 /* A residual stream read by two consumers at two different maps:
@@ -378,11 +379,7 @@ static void test_residual(void) {
     d = logits_change(&m, &gs, &p, NULL, &out);
     CHECK_MSG(d > 1e-2, "residual stream without the fold: logits should move (%g)", d);
     dp_model_free(&out);
-    dp_corr_fold_free(&f);
-    free(in);
-    dp_plan_free(&p);
-    dp_groups_free(&gs);
-    dp_model_free(&m);
+    free_case(&f, in, &p, &gs, &m);
 }
 
 /* conv1 1x1 (bias) -> relu1 -> flatten -> fc. Input channel 1 is the same pattern in every
@@ -435,11 +432,7 @@ static void test_positional(void) {
     d = dp_max_rel_diff(got, want, 18);
     CHECK_MSG(d > 1e-3, "one mean per channel should not rebuild the pattern (%g)", d);
     dp_model_free(&out);
-    dp_corr_fold_free(&f);
-    free(in);
-    dp_plan_free(&p);
-    dp_groups_free(&gs);
-    dp_model_free(&m);
+    free_case(&f, in, &p, &gs, &m);
 }
 
 int main(void) {
