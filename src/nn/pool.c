@@ -3,6 +3,7 @@
  * backward scatters never collide. */
 #include "dprune/nn.h"
 #include <math.h>
+#include <string.h>
 
 void pool2d_shape_init(pool2d_shape *s, int N, int C, int H, int W, int k, int stride, int pad) {
     s->N = N, s->C = C, s->H = H, s->W = W;
@@ -13,9 +14,30 @@ void pool2d_shape_init(pool2d_shape *s, int N, int C, int H, int W, int k, int s
 
 // x: [N,C,H,W] -> y: [N,C,P,Q], argmax: [N,C,P,Q] (h*W+w inside the plane; -1 if none)
 /* The common 2x2 stride-2 unpadded window without the bounds checks of the general loop
- * (which cost more than the comparisons), written with selects instead of branches so the
- * compiler vectorises it over q. Same scan order and strict '>' as the general loop, so
+ * (which cost more than the comparisons). The selects are bit masks, not ternaries: GCC turns
+ * ternaries into branches in the scalar remainder of each row (Q = 14 or 5 in lenet5 leaves
+ * most outputs there), and those branches mispredict on half the windows; masks keep the whole
+ * row branch-free and still vectorise. Same scan order and strict '>' as the general loop, so
  * ties and NaNs resolve identically. */
+static inline uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+// one window step: if v > *best (strict), take v and its index (m = all ones iff taken)
+static inline void take_if_greater(float v, int32_t idx, float *best, int32_t *arg) {
+    const uint32_t m = 0u - (uint32_t)(v > *best);
+    *best = u2f((f2u(*best) & ~m) | (f2u(v) & m));
+    *arg = (int32_t)(((uint32_t)*arg & ~m) | ((uint32_t)idx & m));
+}
+
 static void maxpool2x2_forward(const pool2d_shape *s, const float *x, float *y, int32_t *argmax) {
     const int H = s->H, W = s->W, P = s->P, Q = s->Q;
     const long planes = (long)s->N * s->C;
@@ -30,15 +52,11 @@ static void maxpool2x2_forward(const pool2d_shape *s, const float *x, float *y, 
             int32_t *restrict ar = ap + (size_t)p * Q;
             const int32_t base = 2 * p * W;
             for (int q = 0; q < Q; q++) {
-                float a = r0[2 * q], b = r0[2 * q + 1], c = r1[2 * q], d = r1[2 * q + 1];
-                float best = a;
+                float best = r0[2 * q];
                 int32_t arg = base + 2 * q;
-                arg = b > best ? base + 2 * q + 1 : arg;
-                best = b > best ? b : best;
-                arg = c > best ? base + W + 2 * q : arg;
-                best = c > best ? c : best;
-                arg = d > best ? base + W + 2 * q + 1 : arg;
-                best = d > best ? d : best;
+                take_if_greater(r0[2 * q + 1], base + 2 * q + 1, &best, &arg);
+                take_if_greater(r1[2 * q], base + W + 2 * q, &best, &arg);
+                take_if_greater(r1[2 * q + 1], base + W + 2 * q + 1, &best, &arg);
                 yr[q] = best;
                 ar[q] = arg;
             }
