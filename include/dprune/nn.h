@@ -45,7 +45,14 @@ void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, cons
  * dW stays im2col) for 3x3 stride-1 convs with enough channels, im2col + SGEMM otherwise.
  * Forcing WINOGRAD applies it to every 3x3 stride-1 conv (pad 0..2); others stay im2col.
  * Process-wide; for tests and benchmarks. The workspace size does not depend on it. */
-typedef enum { CONV2D_ALGO_AUTO = 0, CONV2D_ALGO_IM2COL, CONV2D_ALGO_WINOGRAD } conv2d_algo;
+/* AUTO also runs small stride-1 convs (C*R*S <= 160, K <= 16, R*S > 1: lenet5's) as a direct
+ * convolution; forcing DIRECT applies it to every stride-1 conv with pad < R and S. */
+typedef enum {
+    CONV2D_ALGO_AUTO = 0,
+    CONV2D_ALGO_IM2COL,
+    CONV2D_ALGO_WINOGRAD,
+    CONV2D_ALGO_DIRECT
+} conv2d_algo;
 void conv2d_set_algo(conv2d_algo algo);
 void conv2d_forward_naive(const conv2d_shape *s, const float *x, const float *w, const float *b,
                           float *y);

@@ -70,6 +70,10 @@ size_t conv2d_workspace_floats(const conv2d_shape *s, int nthreads) {
         size_t nw = conv2d_wino_workspace_floats(s, nthreads);
         if (nw > n) n = nw;
     }
+    if (conv2d_direct_applicable(s)) {
+        size_t nd = conv2d_direct_workspace_floats(s, nthreads);
+        if (nd > n) n = nd;
+    }
     return n;
 }
 
@@ -85,9 +89,22 @@ void conv2d_set_algo(conv2d_algo algo) {
  * N*P*Q/6 cycles per kernel against ~30 for the transform, so few output positions in the
  * batch (VGG's 2x2 layers: 64 * 4) stay with im2col. */
 static bool use_wino(const conv2d_shape *s) {
-    if (g_algo == CONV2D_ALGO_IM2COL || !conv2d_wino_applicable(s)) return false;
+    if (g_algo == CONV2D_ALGO_IM2COL || g_algo == CONV2D_ALGO_DIRECT || !conv2d_wino_applicable(s))
+        return false;
     if (g_algo == CONV2D_ALGO_WINOGRAD) return true;
     return s->C >= 16 && s->K >= 16 && (long)s->N * s->P * s->Q >= 512;
+}
+
+/* Direct convolution for small stride-1 layers: below ~160 taps and 16 output channels the
+ * im2col copies (25x the input for a 1-channel 5x5 conv), chunk copies and col2im cost more
+ * than the thin GEMMs they feed (lenet5: ~50% of the step). Winograd, where it applies, is
+ * checked first. */
+static bool use_direct(const conv2d_shape *s) {
+    if (g_algo == CONV2D_ALGO_IM2COL || g_algo == CONV2D_ALGO_WINOGRAD ||
+        !conv2d_direct_applicable(s))
+        return false;
+    if (g_algo == CONV2D_ALGO_DIRECT) return true;
+    return s->R * s->S > 1 && s->C * s->R * s->S <= 160 && s->K <= 16;
 }
 
 /* Samples per chunk (nb) and threads (nt) for one call. nb aims at CHUNK_COLS GEMM columns
@@ -186,6 +203,7 @@ static void col2im_add(const conv2d_shape *s, const float *col, size_t ld, float
 void conv2d_forward(const conv2d_shape *s, const float *x, const float *w, const float *b, float *y,
                     float *ws, size_t ws_floats) {
     if (use_wino(s) && conv2d_wino_forward(s, x, w, b, y, ws, ws_floats)) return;
+    if (use_direct(s) && conv2d_direct_forward(s, x, w, b, y, ws, ws_floats)) return;
     int nb, nt;
     plan(s, false, ws, ws_floats, &nb, &nt);
     if (nt < 1) {
@@ -264,6 +282,10 @@ void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, cons
     if (ws && use_wino(s) && ws_floats >= conv2d_wino_workspace_floats(s, 1)) {
         conv2d_wino_backward_dw(s, x, dy, dw, ws, ws_floats);
         if (dx) conv2d_wino_backward_dx(s, w, dy, dx, ws, ws_floats);
+        if (db) bias_grad(s, dy, db, omp_get_max_threads());
+        return;
+    }
+    if (use_direct(s) && conv2d_direct_backward(s, x, w, dy, dx, dw, ws, ws_floats)) {
         if (db) bias_grad(s, dy, db, omp_get_max_threads());
         return;
     }

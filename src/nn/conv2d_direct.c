@@ -1,0 +1,327 @@
+/* Direct convolution for small stride-1 layers (lenet5's 1->6 and 6->16 5x5 convs).
+ *
+ * Why: with C*R*S = 25..150 and K = 6..16 the im2col path spends more time building the
+ * column matrix (25x the input for C = 1), copying dy into chunks and scattering col2im than
+ * in its thin GEMMs. Here the input plane is copied once, zero-padded, and every output is a
+ * dot product over "taps" read straight from it:
+ *
+ *   flat layout: a padded plane xp [Hp, Wp] read as one row of Hp*Wp floats. Output (p, q)
+ *   sits at o = p*Wp + q, and tap (c, r, t) of it at xp[c][o + r*Wp + t]. Computing all o in
+ *   [0, L), L = (P-1)*Wp + Q, makes every loop a long contiguous one; the Wp - Q columns per
+ *   row that are not outputs are computed and dropped.
+ *
+ * forward  out[k][o]  = sum_taps w[k][tap] * xp[o + off(tap)]          (then + b, unflatten)
+ * dx       the same kernel on dy zero-padded by R-1-pad with the flipped, transposed weights
+ * dW       dw[k][tap] = sum_n sum_o dyf[k][o] * xp[o + off(tap)]   (dyf: dy in the flat
+ *          layout, zero in the dropped columns, so they add nothing)
+ *
+ * The blocks are GCC/Clang vector extensions (16 floats): the register tiles must stay in
+ * registers, which plain loops with runtime bounds do not guarantee; on targets without
+ * 512-bit vectors the compiler splits them. Samples go to threads in contiguous ranges; dW
+ * partials are per thread and added in thread order, so results are deterministic for a
+ * thread count. */
+#include "conv2d_internal.h"
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef float v16 __attribute__((vector_size(64)));
+enum { VL = 16, OB = 2 * VL, KB = 8, DKB = 4, DTB = 4, SLACK = OB };
+
+static inline v16 load16(const float *p) {
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store16(float *p, v16 v) {
+    memcpy(p, &v, sizeof v);
+}
+
+static int round_up(int n, int m) {
+    return (n + m - 1) / m * m;
+}
+
+/* the geometry of one pass: input planes [Cin, Hp, Wp] (padded), L flat outputs (rounded up
+ * to OB), taps Cin*R*S */
+typedef struct {
+    int Cin, Hp, Wp, R, S, L, Lp;
+} flat_geom;
+
+static flat_geom geom(int Cin, int Hp, int Wp, int R, int S) {
+    flat_geom g = {Cin, Hp, Wp, R, S, 0, 0};
+    g.L = (Hp - R) * Wp + (Wp - S + 1);
+    g.Lp = round_up(g.L, OB);
+    return g;
+}
+
+static size_t plane_floats(const flat_geom *g) {
+    return (size_t)g->Cin * g->Hp * g->Wp + SLACK; // the last blocks read up to OB past
+}
+
+static flat_geom fwd_geom(const conv2d_shape *s) {
+    return geom(s->C, s->H + 2 * s->pad, s->W + 2 * s->pad, s->R, s->S);
+}
+
+// dx pass: dy [K, P, Q] padded by R-1-pad (S-1-pad) gives back H x W outputs
+static flat_geom dx_geom(const conv2d_shape *s) {
+    return geom(s->K, s->P + 2 * (s->R - 1 - s->pad), s->Q + 2 * (s->S - 1 - s->pad), s->R, s->S);
+}
+
+bool conv2d_direct_applicable(const conv2d_shape *s) {
+    return s->stride == 1 && s->pad <= s->R - 1 && s->pad <= s->S - 1 && s->P > 0 && s->Q > 0;
+}
+
+/* x [C, H, W] -> xp [C, H+2ph, W+2pw] zero-padded, then SLACK zeros (read by the last
+ * blocks; zeros keep the dropped outputs finite, which dW needs since 0 * inf is NaN) */
+static void pad_planes(const float *x, int C, int H, int W, int ph, int pw, float *xp) {
+    const int Hp = H + 2 * ph, Wp = W + 2 * pw;
+    memset(xp, 0, sizeof(float) * ((size_t)C * Hp * Wp + SLACK));
+    for (int c = 0; c < C; c++)
+        for (int h = 0; h < H; h++)
+            memcpy(xp + ((size_t)c * Hp + h + ph) * Wp + pw, x + ((size_t)c * H + h) * W,
+                   sizeof(float) * W);
+}
+
+// offsets of the taps (c, r, t) in the padded input, padded with repeats of tap 0 to ntp
+static void tap_offsets(const flat_geom *g, int *off, int ntp) {
+    int j = 0;
+    for (int c = 0; c < g->Cin; c++)
+        for (int r = 0; r < g->R; r++)
+            for (int t = 0; t < g->S; t++) off[j++] = (c * g->Hp + r) * g->Wp + t;
+    for (; j < ntp; j++) off[j] = 0;
+}
+
+/* out [Kp, Lp] = wt^T * taps: wt [ntaps, Kp] (Kp a multiple of KB), xp the padded planes.
+ * Tile: KB output channels x OB positions = 16 vector accumulators; per tap 2 loads of x and
+ * KB broadcasts of a weight. */
+static void direct_rows(const flat_geom *g, const float *xp, const int *off, int ntaps,
+                        const float *wt, int Kp, float *out) {
+    for (int o0 = 0; o0 < g->Lp; o0 += OB) {
+        const float *xo = xp + o0;
+        for (int k0 = 0; k0 < Kp; k0 += KB) {
+            v16 acc[KB][2];
+            memset(acc, 0, sizeof acc);
+            for (int j = 0; j < ntaps; j++) {
+                const v16 x0 = load16(xo + off[j]), x1 = load16(xo + off[j] + VL);
+                const float *wk = wt + (size_t)j * Kp + k0;
+                for (int kb = 0; kb < KB; kb++) {
+                    acc[kb][0] += x0 * wk[kb];
+                    acc[kb][1] += x1 * wk[kb];
+                }
+            }
+            for (int kb = 0; kb < KB; kb++) {
+                store16(out + (size_t)(k0 + kb) * g->Lp + o0, acc[kb][0]);
+                store16(out + (size_t)(k0 + kb) * g->Lp + o0 + VL, acc[kb][1]);
+            }
+        }
+    }
+}
+
+/* accv [Kp, ntp] (vectors) += dyf [Kp, Lp] x taps: lane i of accv[k][j] sums the positions
+ * o = i (mod 16). Tile: DKB channels x DTB taps = 16 accumulators, per 16 positions DKB + DTB
+ * loads. ntp and Kp are multiples of DTB and DKB. */
+static void direct_dw(const flat_geom *g, const float *xp, const int *off, int ntp,
+                      const float *dyf, int Kp, v16 *accv) {
+    for (int k0 = 0; k0 < Kp; k0 += DKB)
+        for (int j0 = 0; j0 < ntp; j0 += DTB) {
+            v16 acc[DKB][DTB];
+            memset(acc, 0, sizeof acc);
+            for (int o = 0; o < g->Lp; o += VL) {
+                v16 xv[DTB], dv[DKB];
+                for (int jb = 0; jb < DTB; jb++) xv[jb] = load16(xp + o + off[j0 + jb]);
+                for (int kb = 0; kb < DKB; kb++)
+                    dv[kb] = load16(dyf + (size_t)(k0 + kb) * g->Lp + o);
+                for (int kb = 0; kb < DKB; kb++)
+                    for (int jb = 0; jb < DTB; jb++) acc[kb][jb] += dv[kb] * xv[jb];
+            }
+            for (int kb = 0; kb < DKB; kb++)
+                for (int jb = 0; jb < DTB; jb++)
+                    accv[(size_t)(k0 + kb) * ntp + j0 + jb] += acc[kb][jb];
+        }
+}
+
+/* ---------------- workspace: [shared weights | per-thread slices], each 16-float aligned */
+
+static size_t r16(size_t n) {
+    return (n + 15) & ~(size_t)15;
+}
+
+static int kp_fwd(const conv2d_shape *s) {
+    return round_up(s->K, KB);
+}
+static int kp_dx(const conv2d_shape *s) {
+    return round_up(s->C, KB);
+}
+static int ntp_dw(const conv2d_shape *s) {
+    return round_up(s->C * s->R * s->S, DTB);
+}
+static int kp_dw(const conv2d_shape *s) {
+    return round_up(s->K, DKB);
+}
+
+static size_t fwd_shared(const conv2d_shape *s) {
+    const int ntaps = s->C * s->R * s->S;
+    return r16((size_t)ntaps * kp_fwd(s)) + r16((size_t)ntaps); // wt, offsets (as int)
+}
+static size_t fwd_slice(const conv2d_shape *s) {
+    const flat_geom g = fwd_geom(s);
+    return r16(plane_floats(&g)) + r16((size_t)kp_fwd(s) * g.Lp);
+}
+static size_t bwd_shared(const conv2d_shape *s) {
+    const int ntd = s->K * s->R * s->S;
+    return r16((size_t)ntd * kp_dx(s)) + r16((size_t)ntd) + r16((size_t)ntp_dw(s));
+}
+// [dW_t [K, CRS] | xp | dyf | dy padded | dx out | accv]
+static size_t bwd_slice(const conv2d_shape *s) {
+    const flat_geom gf = fwd_geom(s), gd = dx_geom(s);
+    size_t n = r16((size_t)s->K * s->C * s->R * s->S);
+    n += r16(plane_floats(&gf)) + r16((size_t)kp_dw(s) * gf.Lp); // xp, dyf
+    n += r16(plane_floats(&gd)) + r16((size_t)kp_dx(s) * gd.Lp); // dy padded, dx out
+    return n + (size_t)kp_dw(s) * ntp_dw(s) * VL;                // accv
+}
+
+size_t conv2d_direct_workspace_floats(const conv2d_shape *s, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    const size_t f = fwd_shared(s) + (size_t)nthreads * fwd_slice(s);
+    const size_t b = bwd_shared(s) + (size_t)nthreads * bwd_slice(s);
+    return f > b ? f : b;
+}
+
+static int threads_for(const conv2d_shape *s, size_t shared, size_t slice, size_t ws_floats) {
+    if (ws_floats < shared + slice) return 0;
+    int nt = omp_get_max_threads();
+    if (nt > s->N) nt = s->N;
+    if ((size_t)nt > (ws_floats - shared) / slice) nt = (int)((ws_floats - shared) / slice);
+    return nt < 1 ? 1 : nt;
+}
+
+/* ---------------- forward */
+
+bool conv2d_direct_forward(const conv2d_shape *s, const float *x, const float *w, const float *b,
+                           float *y, float *ws, size_t ws_floats) {
+    const int nt = ws ? threads_for(s, fwd_shared(s), fwd_slice(s), ws_floats) : 0;
+    if (nt < 1) return false;
+    const flat_geom g = fwd_geom(s);
+    const int K = s->K, Kp = kp_fwd(s), ntaps = s->C * s->R * s->S, P = s->P, Q = s->Q;
+    float *wt = ws; // [ntaps, Kp]: w transposed, zero columns for k >= K
+    int *off = (int *)(ws + r16((size_t)ntaps * Kp));
+    memset(wt, 0, sizeof(float) * (size_t)ntaps * Kp);
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < ntaps; j++) wt[(size_t)j * Kp + k] = w[(size_t)k * ntaps + j];
+    tap_offsets(&g, off, ntaps);
+    float *slices = ws + fwd_shared(s);
+    const size_t slice = fwd_slice(s), in_n = (size_t)s->C * s->H * s->W;
+    const size_t out_n = (size_t)K * P * Q;
+
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        float *xp = slices + (size_t)tid * slice, *out = xp + r16(plane_floats(&g));
+        const int n0 = (int)((int64_t)s->N * tid / nth),
+                  n1 = (int)((int64_t)s->N * (tid + 1) / nth);
+        for (int n = n0; n < n1; n++) {
+            pad_planes(x + n * in_n, s->C, s->H, s->W, s->pad, s->pad, xp);
+            direct_rows(&g, xp, off, ntaps, wt, Kp, out);
+            float *yn = y + n * out_n;
+            for (int k = 0; k < K; k++) {
+                const float bk = b ? b[k] : 0.0f;
+                for (int p = 0; p < P; p++) {
+                    const float *src = out + (size_t)k * g.Lp + (size_t)p * g.Wp;
+                    float *dst = yn + ((size_t)k * P + p) * Q;
+                    for (int q = 0; q < Q; q++) dst[q] = src[q] + bk;
+                }
+            }
+        }
+    }
+    return true;
+}
+
+/* ---------------- backward: dW (and dx) per sample, dW partials per thread */
+
+// dy_n [K, P, Q] -> dyf [Kp, Lp] in the flat layout (row stride Wp), zeros elsewhere
+static void flatten_dy(const conv2d_shape *s, const flat_geom *g, const float *dyn, int Kp,
+                       float *dyf) {
+    memset(dyf, 0, sizeof(float) * (size_t)Kp * g->Lp);
+    for (int k = 0; k < s->K; k++)
+        for (int p = 0; p < s->P; p++)
+            memcpy(dyf + (size_t)k * g->Lp + (size_t)p * g->Wp, dyn + ((size_t)k * s->P + p) * s->Q,
+                   sizeof(float) * s->Q);
+}
+
+bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
+                            float *dx, float *dw, float *ws, size_t ws_floats) {
+    // the dW accumulators are vectors: a workspace off 64-byte alignment goes to im2col
+    const bool aligned = ((uintptr_t)ws & 63) == 0;
+    const int nt = ws && aligned ? threads_for(s, bwd_shared(s), bwd_slice(s), ws_floats) : 0;
+    if (nt < 1) return false;
+    const flat_geom gf = fwd_geom(s), gd = dx_geom(s);
+    const int K = s->K, C = s->C, R = s->R, S = s->S, ntaps = C * R * S, ntd = K * R * S;
+    const int Kpx = kp_dx(s), Kpw = kp_dw(s), ntp = ntp_dw(s);
+    // dx weights [ntd, Kpx]: wf[(k, r', t')][c] = w[k][c][R-1-r'][S-1-t'] (flipped, transposed)
+    float *wf = ws;
+    int *offd = (int *)(ws + r16((size_t)ntd * Kpx));
+    int *offw = (int *)(ws + r16((size_t)ntd * Kpx) + r16((size_t)ntd));
+    memset(wf, 0, sizeof(float) * (size_t)ntd * Kpx);
+    for (int k = 0; k < K; k++)
+        for (int c = 0; c < C; c++)
+            for (int r = 0; r < R; r++)
+                for (int t = 0; t < S; t++)
+                    wf[((size_t)(k * R + R - 1 - r) * S + S - 1 - t) * Kpx + c] =
+                        w[((size_t)(k * C + c) * R + r) * S + t];
+    tap_offsets(&gd, offd, ntd);
+    tap_offsets(&gf, offw, ntp);
+    float *slices = ws + bwd_shared(s);
+    const size_t slice = bwd_slice(s), in_n = (size_t)C * s->H * s->W;
+    const size_t out_n = (size_t)K * s->P * s->Q;
+    const size_t acc_off = slice - (size_t)Kpw * ntp * VL - r16((size_t)K * ntaps);
+    int team = nt;
+
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#pragma omp single
+        team = nth; // may be < nt (nested region, dynamic threads)
+        float *dw_t = slices + (size_t)tid * slice, *xp = dw_t + r16((size_t)K * ntaps);
+        float *dyf = xp + r16(plane_floats(&gf));
+        float *dyp = dyf + r16((size_t)Kpw * gf.Lp);
+        float *dxo = dyp + r16(plane_floats(&gd));
+        v16 *accv = (v16 *)(xp + acc_off);
+        memset(accv, 0, sizeof(v16) * (size_t)Kpw * ntp);
+        const int n0 = (int)((int64_t)s->N * tid / nth),
+                  n1 = (int)((int64_t)s->N * (tid + 1) / nth);
+        for (int n = n0; n < n1; n++) {
+            const float *dyn = dy + n * out_n;
+            pad_planes(x + n * in_n, C, s->H, s->W, s->pad, s->pad, xp);
+            flatten_dy(s, &gf, dyn, Kpw, dyf);
+            direct_dw(&gf, xp, offw, ntp, dyf, Kpw, accv);
+            if (!dx) continue;
+            pad_planes(dyn, K, s->P, s->Q, s->R - 1 - s->pad, s->S - 1 - s->pad, dyp);
+            direct_rows(&gd, dyp, offd, ntd, wf, Kpx, dxo);
+            float *dxn = dx + n * in_n;
+            for (int c = 0; c < C; c++)
+                for (int h = 0; h < s->H; h++) {
+                    const float *src = dxo + (size_t)c * gd.Lp + (size_t)h * gd.Wp;
+                    float *dst = dxn + ((size_t)c * s->H + h) * s->W;
+                    for (int v = 0; v < s->W; v++) dst[v] += src[v];
+                }
+        }
+        // lanes -> this thread's dW [K, ntaps], lanes in a fixed order
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < ntaps; j++) {
+                const v16 a = accv[(size_t)k * ntp + j];
+                float sum = 0.0f;
+                for (int i = 0; i < VL; i++) sum += a[i];
+                dw_t[(size_t)k * ntaps + j] = sum;
+            }
+    }
+    // dw += sum_t dW_t in thread order (fixed for a thread count)
+    const long nw = (long)K * ntaps;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (long i = 0; i < nw; i++) {
+        float acc = 0.0f;
+        for (int t = 0; t < team; t++) acc += slices[(size_t)t * slice + i];
+        dw[i] += acc;
+    }
+    return true;
+}
