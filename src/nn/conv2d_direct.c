@@ -26,7 +26,7 @@
 #include <string.h>
 
 typedef float v16 __attribute__((vector_size(64)));
-enum { VL = 16, OB = 2 * VL, KB = 8, DKB = 4, DTB = 4, SLACK = OB };
+enum { VL = 16, OB = 2 * VL, KB = 8, DKB = 4, DTB = 4, TB = 16, SLACK = OB };
 
 static inline v16 load16(const float *p) {
     v16 v;
@@ -141,6 +141,34 @@ static void direct_dw(const flat_geom *g, const float *xp, const int *off, int n
         }
 }
 
+/* dwT [ntp, Kp] += taps x dyT, vectorised over output channels instead (K > 8): dyT [P*Q, Kp]
+ * is dy transposed, so a 16-channel vector of dy times a broadcast x is one FMA. Unlike
+ * direct_dw this reads x as broadcast scalars (no unaligned vector loads, which split cache
+ * lines and which GCC reloaded for every FMA) and visits only the P*Q real outputs. Tile: TB
+ * taps x 16 channels, per output one dy load and TB broadcasts. ntp is a multiple of TB, Kp of
+ * 16. */
+static void direct_dw_by_k(const float *xp, const int *off, int ntp, int P, int Q, int Wp,
+                           const float *dyT, int Kp, float *dwT) {
+    for (int kv = 0; kv < Kp; kv += VL)
+        for (int j0 = 0; j0 < ntp; j0 += TB) {
+            v16 acc[TB];
+            memset(acc, 0, sizeof acc);
+            const int *oj = off + j0;
+            for (int p = 0; p < P; p++) {
+                const float *xr = xp + (size_t)p * Wp;
+                const float *dr = dyT + (size_t)p * Q * Kp + kv;
+                for (int q = 0; q < Q; q++) {
+                    const v16 d = load16(dr + (size_t)q * Kp);
+                    for (int jb = 0; jb < TB; jb++) acc[jb] += d * xr[oj[jb] + q];
+                }
+            }
+            for (int jb = 0; jb < TB; jb++) {
+                float *dst = dwT + (size_t)(j0 + jb) * Kp + kv;
+                store16(dst, load16(dst) + acc[jb]);
+            }
+        }
+}
+
 /* ---------------- workspace: [shared weights | per-thread slices], each 16-float aligned */
 
 static size_t r16(size_t n) {
@@ -153,11 +181,24 @@ static int kp_fwd(const conv2d_shape *s) {
 static int kp_dx(const conv2d_shape *s) {
     return round_up(s->C, KB);
 }
+// which dW kernel: by output channels for more than 8 of them (lenet5's conv2), by positions
+// below (conv1: 6 channels would fill 6 of 16 lanes)
+static bool dw_by_k(const conv2d_shape *s) {
+    return s->K > 8;
+}
 static int ntp_dw(const conv2d_shape *s) {
-    return round_up(s->C * s->R * s->S, DTB);
+    return round_up(s->C * s->R * s->S, dw_by_k(s) ? TB : DTB);
 }
 static int kp_dw(const conv2d_shape *s) {
-    return round_up(s->K, DKB);
+    return round_up(s->K, dw_by_k(s) ? VL : DKB);
+}
+// the dy copy (dyf [Kp, Lp] or dyT [P*Q, Kp]) and the accumulators (accv or dwT), in floats
+static size_t dyw_floats(const conv2d_shape *s) {
+    const flat_geom g = fwd_geom(s);
+    return (size_t)kp_dw(s) * (dw_by_k(s) ? (size_t)s->P * s->Q : (size_t)g.Lp);
+}
+static size_t accw_floats(const conv2d_shape *s) {
+    return (size_t)kp_dw(s) * ntp_dw(s) * (dw_by_k(s) ? 1 : VL);
 }
 
 static size_t fwd_shared(const conv2d_shape *s) {
@@ -176,9 +217,9 @@ static size_t bwd_shared(const conv2d_shape *s) {
 static size_t bwd_slice(const conv2d_shape *s) {
     const flat_geom gf = fwd_geom(s), gd = dx_geom(s);
     size_t n = r16((size_t)s->K * s->C * s->R * s->S);
-    n += r16(plane_floats(&gf)) + r16((size_t)kp_dw(s) * gf.Lp); // xp, dyf
+    n += r16(plane_floats(&gf)) + r16(dyw_floats(s));            // xp, dyf or dyT
     n += r16(plane_floats(&gd)) + r16((size_t)kp_dx(s) * gd.Lp); // dy padded, dx out
-    return n + (size_t)kp_dw(s) * ntp_dw(s) * VL;                // accv
+    return n + r16(accw_floats(s));                              // accv or dwT
 }
 
 size_t conv2d_direct_workspace_floats(const conv2d_shape *s, int nthreads) {
@@ -249,6 +290,16 @@ static void flatten_dy(const conv2d_shape *s, const flat_geom *g, const float *d
                    sizeof(float) * s->Q);
 }
 
+// dy_n [K, P, Q] -> dyT [P*Q, Kp], zero lanes for k >= K
+static void transpose_dy(const conv2d_shape *s, const float *dyn, int Kp, float *dyT) {
+    const int PQ = s->P * s->Q;
+    if (Kp > s->K)
+        for (int i = 0; i < PQ; i++)
+            memset(dyT + (size_t)i * Kp + s->K, 0, sizeof(float) * (Kp - s->K));
+    for (int k = 0; k < s->K; k++)
+        for (int i = 0; i < PQ; i++) dyT[(size_t)i * Kp + k] = dyn[(size_t)k * PQ + i];
+}
+
 bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
                             float *dx, float *dw, float *ws, size_t ws_floats) {
     // the dW accumulators are vectors: a workspace off 64-byte alignment goes to im2col
@@ -274,7 +325,8 @@ bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *
     float *slices = ws + bwd_shared(s);
     const size_t slice = bwd_slice(s), in_n = (size_t)C * s->H * s->W;
     const size_t out_n = (size_t)K * s->P * s->Q;
-    const size_t acc_off = slice - (size_t)Kpw * ntp * VL - r16((size_t)K * ntaps);
+    const size_t acc_off = slice - r16(accw_floats(s)) - r16((size_t)K * ntaps);
+    const bool by_k = dw_by_k(s);
     int team = nt;
 
 #pragma omp parallel num_threads(nt)
@@ -284,17 +336,22 @@ bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *
         team = nth; // may be < nt (nested region, dynamic threads)
         float *dw_t = slices + (size_t)tid * slice, *xp = dw_t + r16((size_t)K * ntaps);
         float *dyf = xp + r16(plane_floats(&gf));
-        float *dyp = dyf + r16((size_t)Kpw * gf.Lp);
+        float *dyp = dyf + r16(dyw_floats(s));
         float *dxo = dyp + r16(plane_floats(&gd));
-        v16 *accv = (v16 *)(xp + acc_off);
-        memset(accv, 0, sizeof(v16) * (size_t)Kpw * ntp);
+        float *accw = xp + acc_off;
+        memset(accw, 0, sizeof(float) * accw_floats(s));
         const int n0 = (int)((int64_t)s->N * tid / nth),
                   n1 = (int)((int64_t)s->N * (tid + 1) / nth);
         for (int n = n0; n < n1; n++) {
             const float *dyn = dy + n * out_n;
             pad_planes(x + n * in_n, C, s->H, s->W, s->pad, s->pad, xp);
-            flatten_dy(s, &gf, dyn, Kpw, dyf);
-            direct_dw(&gf, xp, offw, ntp, dyf, Kpw, accv);
+            if (by_k) {
+                transpose_dy(s, dyn, Kpw, dyf);
+                direct_dw_by_k(xp, offw, ntp, s->P, s->Q, gf.Wp, dyf, Kpw, accw);
+            } else {
+                flatten_dy(s, &gf, dyn, Kpw, dyf);
+                direct_dw(&gf, xp, offw, ntp, dyf, Kpw, (v16 *)accw);
+            }
             if (!dx) continue;
             pad_planes(dyn, K, s->P, s->Q, s->R - 1 - s->pad, s->S - 1 - s->pad, dyp);
             direct_rows(&gd, dyp, offd, ntd, wf, Kpx, dxo);
@@ -306,12 +363,16 @@ bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *
                     for (int v = 0; v < s->W; v++) dst[v] += src[v];
                 }
         }
-        // lanes -> this thread's dW [K, ntaps], lanes in a fixed order
+        // -> this thread's dW [K, ntaps]: dwT transposed, or accv's lanes in a fixed order
         for (int k = 0; k < K; k++)
             for (int j = 0; j < ntaps; j++) {
-                const v16 a = accv[(size_t)k * ntp + j];
                 float sum = 0.0f;
-                for (int i = 0; i < VL; i++) sum += a[i];
+                if (by_k) {
+                    sum = accw[(size_t)j * Kpw + k];
+                } else {
+                    const v16 a = ((const v16 *)accw)[(size_t)k * ntp + j];
+                    for (int i = 0; i < VL; i++) sum += a[i];
+                }
                 dw_t[(size_t)k * ntaps + j] = sum;
             }
     }
