@@ -63,11 +63,6 @@ static flat_geom fwd_geom(const conv2d_shape *s) {
     return geom(s->C, s->H + 2 * s->pad, s->W + 2 * s->pad, s->R, s->S);
 }
 
-// dx pass: dy [K, P, Q] padded by R-1-pad (S-1-pad) gives back H x W outputs
-static flat_geom dx_geom(const conv2d_shape *s) {
-    return geom(s->K, s->P + 2 * (s->R - 1 - s->pad), s->Q + 2 * (s->S - 1 - s->pad), s->R, s->S);
-}
-
 bool conv2d_direct_applicable(const conv2d_shape *s) {
     return s->stride == 1 && s->pad <= s->R - 1 && s->pad <= s->S - 1 && s->P > 0 && s->Q > 0;
 }
@@ -178,8 +173,9 @@ static size_t r16(size_t n) {
 static int kp_fwd(const conv2d_shape *s) {
     return round_up(s->K, KB);
 }
+// dx: U [C*R*S, Lp] = w^T dyf has one row per tap, padded to the register tile
 static int kp_dx(const conv2d_shape *s) {
-    return round_up(s->C, KB);
+    return round_up(s->C * s->R * s->S, KB);
 }
 // which dW kernel: by output channels for more than 8 of them (lenet5's conv2), by positions
 // below (conv1: 6 channels would fill 6 of 16 lanes)
@@ -209,17 +205,17 @@ static size_t fwd_slice(const conv2d_shape *s) {
     const flat_geom g = fwd_geom(s);
     return r16(plane_floats(&g)) + r16((size_t)kp_fwd(s) * g.Lp);
 }
+// [wu [K, kp_dx] | tap offsets of wu (K) | tap offsets of dW (ntp)], ints stored as floats
 static size_t bwd_shared(const conv2d_shape *s) {
-    const int ntd = s->K * s->R * s->S;
-    return r16((size_t)ntd * kp_dx(s)) + r16((size_t)ntd) + r16((size_t)ntp_dw(s));
+    return r16((size_t)s->K * kp_dx(s)) + r16((size_t)s->K) + r16((size_t)ntp_dw(s));
 }
-// [dW_t [K, CRS] | xp | dyf | dy padded | dx out | accv]
+// [dW_t [K, CRS] | xp | dyf or dyT (dW) | dyu [K, Lp] | U [kp_dx, Lp] | dxp | accv or dwT]
 static size_t bwd_slice(const conv2d_shape *s) {
-    const flat_geom gf = fwd_geom(s), gd = dx_geom(s);
+    const flat_geom g = fwd_geom(s);
     size_t n = r16((size_t)s->K * s->C * s->R * s->S);
-    n += r16(plane_floats(&gf)) + r16(dyw_floats(s));            // xp, dyf or dyT
-    n += r16(plane_floats(&gd)) + r16((size_t)kp_dx(s) * gd.Lp); // dy padded, dx out
-    return n + r16(accw_floats(s));                              // accv or dwT
+    n += r16(plane_floats(&g)) + r16(dyw_floats(s));
+    n += r16((size_t)s->K * g.Lp) + r16((size_t)kp_dx(s) * g.Lp) + r16(plane_floats(&g));
+    return n + r16(accw_floats(s));
 }
 
 size_t conv2d_direct_workspace_floats(const conv2d_shape *s, int nthreads) {
@@ -300,33 +296,51 @@ static void transpose_dy(const conv2d_shape *s, const float *dyn, int Kp, float 
         for (int i = 0; i < PQ; i++) dyT[(size_t)i * Kp + k] = dyn[(size_t)k * PQ + i];
 }
 
+/* U [ntaps, Lp] -> dxp [C, Hp, Wp] += each tap's row shifted to its offset (the adjoint of
+ * reading taps), then dx_n [C, H, W] += dxp without its padding. U is zero at the dropped
+ * positions (dyf is), so they add nothing. */
+static void scatter_taps(const conv2d_shape *s, const flat_geom *g, const int *off, const float *U,
+                         float *dxp, float *dxn) {
+    const int ntaps = s->C * s->R * s->S;
+    memset(dxp, 0, sizeof(float) * (size_t)s->C * g->Hp * g->Wp);
+    for (int j = 0; j < ntaps; j++) {
+        float *restrict dst = dxp + off[j];
+        const float *restrict src = U + (size_t)j * g->Lp;
+        for (int o = 0; o < g->L; o++) dst[o] += src[o];
+    }
+    for (int c = 0; c < s->C; c++)
+        for (int h = 0; h < s->H; h++) {
+            const float *src = dxp + ((size_t)c * g->Hp + h + s->pad) * g->Wp + s->pad;
+            float *dst = dxn + ((size_t)c * s->H + h) * s->W;
+            for (int v = 0; v < s->W; v++) dst[v] += src[v];
+        }
+}
+
 bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
                             float *dx, float *dw, float *ws, size_t ws_floats) {
     // the dW accumulators are vectors: a workspace off 64-byte alignment goes to im2col
     const bool aligned = ((uintptr_t)ws & 63) == 0;
     const int nt = ws && aligned ? threads_for(s, bwd_shared(s), bwd_slice(s), ws_floats) : 0;
     if (nt < 1) return false;
-    const flat_geom gf = fwd_geom(s), gd = dx_geom(s);
-    const int K = s->K, C = s->C, R = s->R, S = s->S, ntaps = C * R * S, ntd = K * R * S;
+    const flat_geom gf = fwd_geom(s);
+    const int K = s->K, C = s->C, ntaps = C * s->R * s->S;
     const int Kpx = kp_dx(s), Kpw = kp_dw(s), ntp = ntp_dw(s);
-    // dx weights [ntd, Kpx]: wf[(k, r', t')][c] = w[k][c][R-1-r'][S-1-t'] (flipped, transposed)
-    float *wf = ws;
-    int *offd = (int *)(ws + r16((size_t)ntd * Kpx));
-    int *offw = (int *)(ws + r16((size_t)ntd * Kpx) + r16((size_t)ntd));
-    memset(wf, 0, sizeof(float) * (size_t)ntd * Kpx);
-    for (int k = 0; k < K; k++)
-        for (int c = 0; c < C; c++)
-            for (int r = 0; r < R; r++)
-                for (int t = 0; t < S; t++)
-                    wf[((size_t)(k * R + R - 1 - r) * S + S - 1 - t) * Kpx + c] =
-                        w[((size_t)(k * C + c) * R + r) * S + t];
-    tap_offsets(&gd, offd, ntd);
-    tap_offsets(&gf, offw, ntp);
+    const bool by_k = dw_by_k(s);
+    /* dx as U = w^T dyf (direct_rows with the K rows of dyf as its taps, offsets k*Lp, and
+     * wu [K, Kpx] = w with padded rows as weights), then scatter_taps: about half the FMAs of
+     * correlating a zero-padded dy with the flipped kernel. */
+    float *wu = ws;
+    int *offu = (int *)(ws + r16((size_t)K * Kpx));
+    int *offw = (int *)(ws + r16((size_t)K * Kpx) + r16((size_t)K));
+    for (int k = 0; k < K; k++) {
+        memcpy(wu + (size_t)k * Kpx, w + (size_t)k * ntaps, sizeof(float) * ntaps);
+        memset(wu + (size_t)k * Kpx + ntaps, 0, sizeof(float) * (Kpx - ntaps));
+        offu[k] = k * gf.Lp;
+    }
+    tap_offsets(&gf, offw, ntp); // the first ntaps are also where scatter_taps adds U's rows
     float *slices = ws + bwd_shared(s);
     const size_t slice = bwd_slice(s), in_n = (size_t)C * s->H * s->W;
     const size_t out_n = (size_t)K * s->P * s->Q;
-    const size_t acc_off = slice - r16(accw_floats(s)) - r16((size_t)K * ntaps);
-    const bool by_k = dw_by_k(s);
     int team = nt;
 
 #pragma omp parallel num_threads(nt)
@@ -335,10 +349,9 @@ bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *
 #pragma omp single
         team = nth; // may be < nt (nested region, dynamic threads)
         float *dw_t = slices + (size_t)tid * slice, *xp = dw_t + r16((size_t)K * ntaps);
-        float *dyf = xp + r16(plane_floats(&gf));
-        float *dyp = dyf + r16(dyw_floats(s));
-        float *dxo = dyp + r16(plane_floats(&gd));
-        float *accw = xp + acc_off;
+        float *dyw = xp + r16(plane_floats(&gf)), *dyu = dyw + r16(dyw_floats(s));
+        float *U = dyu + r16((size_t)K * gf.Lp), *dxp = U + r16((size_t)Kpx * gf.Lp);
+        float *accw = dxp + r16(plane_floats(&gf));
         memset(accw, 0, sizeof(float) * accw_floats(s));
         const int n0 = (int)((int64_t)s->N * tid / nth),
                   n1 = (int)((int64_t)s->N * (tid + 1) / nth);
@@ -346,22 +359,16 @@ bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *
             const float *dyn = dy + n * out_n;
             pad_planes(x + n * in_n, C, s->H, s->W, s->pad, s->pad, xp);
             if (by_k) {
-                transpose_dy(s, dyn, Kpw, dyf);
-                direct_dw_by_k(xp, offw, ntp, s->P, s->Q, gf.Wp, dyf, Kpw, accw);
+                transpose_dy(s, dyn, Kpw, dyw);
+                direct_dw_by_k(xp, offw, ntp, s->P, s->Q, gf.Wp, dyw, Kpw, accw);
             } else {
-                flatten_dy(s, &gf, dyn, Kpw, dyf);
-                direct_dw(&gf, xp, offw, ntp, dyf, Kpw, (v16 *)accw);
+                flatten_dy(s, &gf, dyn, Kpw, dyw);
+                direct_dw(&gf, xp, offw, ntp, dyw, Kpw, (v16 *)accw);
             }
             if (!dx) continue;
-            pad_planes(dyn, K, s->P, s->Q, s->R - 1 - s->pad, s->S - 1 - s->pad, dyp);
-            direct_rows(&gd, dyp, offd, ntd, wf, Kpx, dxo);
-            float *dxn = dx + n * in_n;
-            for (int c = 0; c < C; c++)
-                for (int h = 0; h < s->H; h++) {
-                    const float *src = dxo + (size_t)c * gd.Lp + (size_t)h * gd.Wp;
-                    float *dst = dxn + ((size_t)c * s->H + h) * s->W;
-                    for (int v = 0; v < s->W; v++) dst[v] += src[v];
-                }
+            flatten_dy(s, &gf, dyn, K, dyu);
+            direct_rows(&gf, dyu, offu, K, wu, Kpx, U);
+            scatter_taps(s, &gf, offw, U, dxp, dx + n * in_n);
         }
         // -> this thread's dW [K, ntaps]: dwT transposed, or accv's lanes in a fixed order
         for (int k = 0; k < K; k++)
