@@ -285,10 +285,7 @@ void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, cons
         if (db) bias_grad(s, dy, db, omp_get_max_threads());
         return;
     }
-    if (use_direct(s) && conv2d_direct_backward(s, x, w, dy, dx, dw, ws, ws_floats)) {
-        if (db) bias_grad(s, dy, db, omp_get_max_threads());
-        return;
-    }
+    if (use_direct(s) && conv2d_direct_backward(s, x, w, dy, dx, dw, db, ws, ws_floats)) return;
     backward_im2col(s, x, w, dy, dx, dw, db, ws, ws_floats);
 }
 

@@ -209,10 +209,11 @@ static size_t fwd_slice(const conv2d_shape *s) {
 static size_t bwd_shared(const conv2d_shape *s) {
     return r16((size_t)s->K * kp_dx(s)) + r16((size_t)s->K) + r16((size_t)ntp_dw(s));
 }
-// [dW_t [K, CRS] | xp | dyf or dyT (dW) | dyu [K, Lp] | U [kp_dx, Lp] | dxp | accv or dwT]
+/* [dW_t [K, CRS] | db_t [K] doubles | xp | dyf or dyT (dW) | dyu [K, Lp] | U [kp_dx, Lp] |
+ * dxp | accv or dwT] */
 static size_t bwd_slice(const conv2d_shape *s) {
     const flat_geom g = fwd_geom(s);
-    size_t n = r16((size_t)s->K * s->C * s->R * s->S);
+    size_t n = r16((size_t)s->K * s->C * s->R * s->S) + r16(2 * (size_t)s->K);
     n += r16(plane_floats(&g)) + r16(dyw_floats(s));
     n += r16((size_t)s->K * g.Lp) + r16((size_t)kp_dx(s) * g.Lp) + r16(plane_floats(&g));
     return n + r16(accw_floats(s));
@@ -317,7 +318,7 @@ static void scatter_taps(const conv2d_shape *s, const flat_geom *g, const int *o
 }
 
 bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
-                            float *dx, float *dw, float *ws, size_t ws_floats) {
+                            float *dx, float *dw, float *db, float *ws, size_t ws_floats) {
     // the dW accumulators are vectors: a workspace off 64-byte alignment goes to im2col
     const bool aligned = ((uintptr_t)ws & 63) == 0;
     const int nt = ws && aligned ? threads_for(s, bwd_shared(s), bwd_slice(s), ws_floats) : 0;
@@ -341,14 +342,16 @@ bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *
     float *slices = ws + bwd_shared(s);
     const size_t slice = bwd_slice(s), in_n = (size_t)C * s->H * s->W;
     const size_t out_n = (size_t)K * s->P * s->Q;
-    int team = nt;
+    const size_t db_off = r16((size_t)K * ntaps), PQ = (size_t)s->P * s->Q;
 
+    /* One parallel region for dW, dx, db and the reductions (a fork/join less per step for
+     * each reduction; under contention each costs a wait for a descheduled thread). */
 #pragma omp parallel num_threads(nt)
     {
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#pragma omp single
-        team = nth; // may be < nt (nested region, dynamic threads)
-        float *dw_t = slices + (size_t)tid * slice, *xp = dw_t + r16((size_t)K * ntaps);
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads(); // nth may be < nt
+        float *dw_t = slices + (size_t)tid * slice, *xp = dw_t + db_off + r16(2 * (size_t)K);
+        double *db_t = (double *)(dw_t + db_off);
+        memset(db_t, 0, sizeof(double) * K);
         float *dyw = xp + r16(plane_floats(&gf)), *dyu = dyw + r16(dyw_floats(s));
         float *U = dyu + r16((size_t)K * gf.Lp), *dxp = U + r16((size_t)Kpx * gf.Lp);
         float *accw = dxp + r16(plane_floats(&gf));
@@ -357,6 +360,13 @@ bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *
                   n1 = (int)((int64_t)s->N * (tid + 1) / nth);
         for (int n = n0; n < n1; n++) {
             const float *dyn = dy + n * out_n;
+            for (int k = 0; db && k < K; k++) {
+                const float *d = dyn + k * PQ;
+                double plane = 0.0;
+#pragma omp simd reduction(+ : plane)
+                for (size_t i = 0; i < PQ; i++) plane += d[i];
+                db_t[k] += plane;
+            }
             pad_planes(x + n * in_n, C, s->H, s->W, s->pad, s->pad, xp);
             if (by_k) {
                 transpose_dy(s, dyn, Kpw, dyw);
@@ -382,14 +392,22 @@ bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *
                 }
                 dw_t[(size_t)k * ntaps + j] = sum;
             }
-    }
-    // dw += sum_t dW_t in thread order (fixed for a thread count)
-    const long nw = (long)K * ntaps;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (long i = 0; i < nw; i++) {
-        float acc = 0.0f;
-        for (int t = 0; t < team; t++) acc += slices[(size_t)t * slice + i];
-        dw[i] += acc;
+#pragma omp barrier
+        // dw += sum_t dW_t, db += sum_t db_t, in thread order (fixed for a thread count)
+        const long nw = (long)K * ntaps;
+#pragma omp for schedule(static)
+        for (long i = 0; i < nw; i++) {
+            float acc = 0.0f;
+            for (int t = 0; t < nth; t++) acc += slices[(size_t)t * slice + i];
+            dw[i] += acc;
+        }
+#pragma omp single nowait
+        for (int k = 0; db && k < K; k++) {
+            double acc = 0.0;
+            for (int t = 0; t < nth; t++)
+                acc += ((const double *)(slices + (size_t)t * slice + db_off))[k];
+            db[k] += (float)acc;
+        }
     }
     return true;
 }
