@@ -100,6 +100,9 @@ void batchnorm_backward(int N, int C, int HW, const float *x, const float *dy, c
 void relu_forward(size_t n, const float *x, float *y);
 /* uses y (the output) as the mask: dx += dy * (y > 0) */
 void relu_backward(size_t n, const float *y, const float *dy, float *dx);
+/* dx = dy * (y > 0), bitwise what relu_backward adds to a zeroed dx: for the first writer of a
+ * gradient, which then needs no zero-fill beforehand */
+void relu_backward_set(size_t n, const float *y, const float *dy, float *dx);
 
 /* ---------------- pooling, square window k, stride, padding pad (max pads with -inf).
  * Output size: P = (H + 2*pad - k)/stride + 1. */
@@ -112,6 +115,9 @@ void pool2d_shape_init(pool2d_shape *s, int N, int C, int H, int W, int k, int s
 /* argmax [N,C,P,Q] = flat index h*W+w of the max inside its input plane, saved for backward */
 void maxpool2d_forward(const pool2d_shape *s, const float *x, float *y, int32_t *argmax);
 void maxpool2d_backward(const pool2d_shape *s, const int32_t *argmax, const float *dy, float *dx);
+/* dx = the routed dy, zero elsewhere (bitwise maxpool2d_backward on a zeroed dx) */
+void maxpool2d_backward_set(const pool2d_shape *s, const int32_t *argmax, const float *dy,
+                            float *dx);
 /* average pool; counts padded cells (count_include_pad = true, as PyTorch's default) */
 void avgpool2d_forward(const pool2d_shape *s, const float *x, float *y);
 void avgpool2d_backward(const pool2d_shape *s, const float *dy, float *dx);

@@ -110,6 +110,22 @@ void maxpool2d_backward(const pool2d_shape *s, const int32_t *argmax, const floa
     }
 }
 
+// as maxpool2d_backward, each plane zeroed first while it is in cache (no separate fill pass)
+void maxpool2d_backward_set(const pool2d_shape *s, const int32_t *argmax, const float *dy,
+                            float *dx) {
+    const size_t HW = (size_t)s->H * s->W, PQ = (size_t)s->P * s->Q;
+    const long planes = (long)s->N * s->C;
+#pragma omp parallel for schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        const int32_t *ap = argmax + pl * PQ;
+        const float *dp = dy + pl * PQ;
+        float *gp = dx + pl * HW;
+        memset(gp, 0, sizeof(float) * HW);
+        for (size_t i = 0; i < PQ; i++)
+            if (ap[i] >= 0) gp[ap[i]] += dp[i];
+    }
+}
+
 // x: [N,C,H,W] -> y: [N,C,P,Q], mean over the k*k window, padded zeros included
 void avgpool2d_forward(const pool2d_shape *s, const float *x, float *y) {
     const int H = s->H, W = s->W, P = s->P, Q = s->Q;

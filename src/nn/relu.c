@@ -20,3 +20,9 @@ void relu_backward(size_t n, const float *y, const float *dy, float *dx) {
     for (size_t i = 0; i < n; i++)
         if (y[i] > 0.0f) dx[i] += dy[i];
 }
+
+// y, dy: [n] -> dx: [n] = (0 + dy) * mask; the 0 + keeps a -0 gradient +0 as relu_backward does
+void relu_backward_set(size_t n, const float *y, const float *dy, float *dx) {
+#pragma omp parallel for schedule(static) if (n > SERIAL_MAX)
+    for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? 0.0f + dy[i] : 0.0f;
+}

@@ -148,6 +148,26 @@ int main(void) {
         CHECK(bad == 0);
     }
 
+    // maxpool2d_backward_set == maxpool2d_backward on a zeroed dx, bitwise, over a dx holding
+    // garbage: 2x2 on an odd-sized plane, overlapping padded windows, 2x2 tiling the plane;
+    // ties from the rounding below make the first maximum matter
+    for (int v = 0; v < 3; v++) {
+        const int H = v == 2 ? 8 : 9, W = v == 2 ? 6 : 7; // v = 2: windows tile the plane
+        pool2d_shape_init(&s, 2, 3, H, W, v == 1 ? 3 : 2, 2, v == 1);
+        size_t nx = (size_t)2 * 3 * H * W, ny = (size_t)2 * 3 * s.P * s.Q;
+        float *x = gc_alloc_uniform(nx, 90 + v, 1.0f), *y = dp_alloc_floats(ny);
+        for (size_t i = 0; i < nx; i++) x[i] = (float)(int)(x[i] * 3.0f); // ties
+        float *dy = gc_alloc_uniform(ny, 92 + v, 1.0f);
+        float *d1 = dp_alloc_floats(nx), *d2 = gc_alloc_uniform(nx, 94 + v, 3.0f);
+        int32_t *arg = dp_alloc(ny * sizeof(int32_t));
+        maxpool2d_forward(&s, x, y, arg);
+        memset(d1, 0, sizeof(float) * nx);
+        maxpool2d_backward(&s, arg, dy, d1);
+        maxpool2d_backward_set(&s, arg, dy, d2);
+        CHECK(memcmp(d1, d2, sizeof(float) * nx) == 0);
+        dp_free(x), dp_free(y), dp_free(dy), dp_free(d1), dp_free(d2), dp_free(arg);
+    }
+
     check_pool(0, 2, 3, 9, 7, 3, 2, 1, 10); // ResNet stem max pool, non-square
     check_pool(0, 2, 2, 6, 6, 2, 2, 0, 20);
     check_pool(0, 1, 3, 5, 8, 3, 1, 1, 30); // overlapping windows
