@@ -46,7 +46,8 @@ void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, cons
  * Forcing WINOGRAD applies it to every 3x3 stride-1 conv (pad 0..2); others stay im2col.
  * Process-wide; for tests and benchmarks. The workspace size does not depend on it. */
 /* AUTO also runs small stride-1 convs (C*R*S <= 160, K <= 16, R*S > 1: lenet5's) as a direct
- * convolution; forcing DIRECT applies it to every stride-1 conv with pad < R and S. */
+ * convolution; forcing DIRECT applies it to the stride-1 convs with pad < R and S, C*R*S <= 256
+ * and K <= 64 (the workspace is sized for those only; others stay on im2col). */
 typedef enum {
     CONV2D_ALGO_AUTO = 0,
     CONV2D_ALGO_IM2COL,

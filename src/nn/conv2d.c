@@ -70,7 +70,10 @@ size_t conv2d_workspace_floats(const conv2d_shape *s, int nthreads) {
         size_t nw = conv2d_wino_workspace_floats(s, nthreads);
         if (nw > n) n = nw;
     }
-    if (conv2d_direct_applicable(s)) {
+    /* the direct path only where it could be asked for (AUTO's small layers, and tests forcing
+     * it on small shapes): its dx buffer is taps x positions, far too big to reserve for
+     * every wide layer that will never run it (a forced DIRECT there falls back to im2col) */
+    if (conv2d_direct_applicable(s) && s->C * s->R * s->S <= 256 && s->K <= 64) {
         size_t nd = conv2d_direct_workspace_floats(s, nthreads);
         if (nd > n) n = nd;
     }
