@@ -26,7 +26,7 @@
 #include <string.h>
 
 typedef float v16 __attribute__((vector_size(64)));
-enum { VL = 16, NV = 3, OB = NV * VL, KB = 6, DKB = 3, DTB = 5, TB = 16, SLACK = OB };
+enum { VL = 16, NV = 3, OB = NV * VL, KB = 6, DKB = 3, DTB = 5, TB = 8, SLACK = OB };
 
 static inline v16 load16(const float *p) {
     v16 v;
@@ -140,21 +140,23 @@ static void direct_dw(const flat_geom *g, const float *xp, const int *off, int n
  * is dy transposed, so a 16-channel vector of dy times a broadcast x is one FMA. Unlike
  * direct_dw this reads x as broadcast scalars (no unaligned vector loads, which split cache
  * lines and which GCC reloaded for every FMA) and visits only the P*Q real outputs. Tile: TB
- * taps x 16 channels, per output one dy load and TB broadcasts. ntp is a multiple of TB, Kp of
- * 16. */
+ * taps x 16 channels, per output one dy load and TB broadcasts, addressed from TB base pointers
+ * (8 stay in registers; 16 tap offsets were reloaded from memory per FMA). ntp is a multiple of
+ * TB, Kp of 16. */
 static void direct_dw_by_k(const float *xp, const int *off, int ntp, int P, int Q, int Wp,
                            const float *dyT, int Kp, float *dwT) {
     for (int kv = 0; kv < Kp; kv += VL)
         for (int j0 = 0; j0 < ntp; j0 += TB) {
             v16 acc[TB];
             memset(acc, 0, sizeof acc);
-            const int *oj = off + j0;
+            const float *xj[TB]; // one base pointer per tap: TB of them fit in registers
+            for (int jb = 0; jb < TB; jb++) xj[jb] = xp + off[j0 + jb];
             for (int p = 0; p < P; p++) {
-                const float *xr = xp + (size_t)p * Wp;
                 const float *dr = dyT + (size_t)p * Q * Kp + kv;
                 for (int q = 0; q < Q; q++) {
                     const v16 d = load16(dr + (size_t)q * Kp);
-                    for (int jb = 0; jb < TB; jb++) acc[jb] += d * xr[oj[jb] + q];
+                    const int o = p * Wp + q;
+                    for (int jb = 0; jb < TB; jb++) acc[jb] += d * xj[jb][o];
                 }
             }
             for (int jb = 0; jb < TB; jb++) {
