@@ -38,6 +38,39 @@ static inline void take_if_greater(float v, int32_t idx, float *best, int32_t *a
     *arg = (int32_t)(((uint32_t)*arg & ~m) | ((uint32_t)idx & m));
 }
 
+// outputs q in [q0, q0 + n) of one output row (r0, r1: its two input rows, base = 2p*W)
+static inline void pool2x2_span(const float *restrict r0, const float *restrict r1, int W,
+                                int32_t base, int q0, int n, float *restrict yr,
+                                int32_t *restrict ar) {
+    for (int i = 0; i < n; i++) {
+        const int q = q0 + i;
+        float best = r0[2 * q];
+        int32_t arg = base + 2 * q;
+        take_if_greater(r0[2 * q + 1], base + 2 * q + 1, &best, &arg);
+        take_if_greater(r1[2 * q], base + W + 2 * q, &best, &arg);
+        take_if_greater(r1[2 * q + 1], base + W + 2 * q + 1, &best, &arg);
+        yr[q] = best;
+        ar[q] = arg;
+    }
+}
+
+/* One output row in spans of 8 outputs (a constant trip count the compiler vectorises whole),
+ * the last span moved back to end at Q and overlapping the one before:
+ * outputs are recomputed identically, so the overlap is harmless, and no scalar remainder is
+ * left (lenet5's pool1 rows are 14 outputs long: 0.29 -> 0.09 ms). */
+static void pool2x2_row(const float *r0, const float *r1, int W, int32_t base, int Q, float *yr,
+                        int32_t *ar) {
+    if (Q >= 8) {
+        for (int q0 = 0;; q0 += 8) {
+            if (q0 > Q - 8) q0 = Q - 8;
+            pool2x2_span(r0, r1, W, base, q0, 8, yr, ar);
+            if (q0 == Q - 8) break;
+        }
+    } else { // spans of 4 were slower than this loop for lenet5's 5-wide rows (0.29 vs 0.21 ms)
+        pool2x2_span(r0, r1, W, base, 0, Q, yr, ar);
+    }
+}
+
 static void maxpool2x2_forward(const pool2d_shape *s, const float *x, float *y, int32_t *argmax) {
     const int H = s->H, W = s->W, P = s->P, Q = s->Q;
     const long planes = (long)s->N * s->C;
@@ -47,19 +80,8 @@ static void maxpool2x2_forward(const pool2d_shape *s, const float *x, float *y, 
         float *yp = y + (size_t)pl * P * Q;
         int32_t *ap = argmax + (size_t)pl * P * Q;
         for (int p = 0; p < P; p++) {
-            const float *restrict r0 = xp + (size_t)(2 * p) * W, *restrict r1 = r0 + W;
-            float *restrict yr = yp + (size_t)p * Q;
-            int32_t *restrict ar = ap + (size_t)p * Q;
-            const int32_t base = 2 * p * W;
-            for (int q = 0; q < Q; q++) {
-                float best = r0[2 * q];
-                int32_t arg = base + 2 * q;
-                take_if_greater(r0[2 * q + 1], base + 2 * q + 1, &best, &arg);
-                take_if_greater(r1[2 * q], base + W + 2 * q, &best, &arg);
-                take_if_greater(r1[2 * q + 1], base + W + 2 * q + 1, &best, &arg);
-                yr[q] = best;
-                ar[q] = arg;
-            }
+            const float *r0 = xp + (size_t)(2 * p) * W;
+            pool2x2_row(r0, r0 + W, W, 2 * p * W, Q, yp + (size_t)p * Q, ap + (size_t)p * Q);
         }
     }
 }
