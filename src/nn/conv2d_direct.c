@@ -11,15 +11,17 @@
  *   row that are not outputs are computed and dropped.
  *
  * forward  out[k][o]  = sum_taps w[k][tap] * xp[o + off(tap)]          (then + b, unflatten)
- * dx       the same kernel on dy zero-padded by R-1-pad with the flipped, transposed weights
- * dW       dw[k][tap] = sum_n sum_o dyf[k][o] * xp[o + off(tap)]   (dyf: dy in the flat
- *          layout, zero in the dropped columns, so they add nothing)
+ * dx       U[tap][o] = sum_k w[k][tap] * dyf[k][o] with the same kernel, then each tap's row
+ *          added into the padded dx at its offset (dyf: dy in the flat layout, zero in the
+ *          dropped columns, so they add nothing)
+ * dW       dw[k][tap] = sum_n sum_o dy[k][o] * xp[o + off(tap)], vectorised over positions
+ *          (K <= 8) or over 16 output channels of a transposed dy (K > 8)
  *
  * The blocks are GCC/Clang vector extensions (16 floats): the register tiles must stay in
  * registers, which plain loops with runtime bounds do not guarantee; on targets without
  * 512-bit vectors the compiler splits them. Samples go to threads in contiguous ranges; dW
- * partials are per thread and added in thread order, so results are deterministic for a
- * thread count. */
+ * and db partials are per thread and added in thread order, so results are deterministic for
+ * a thread count. */
 #include "conv2d_internal.h"
 #include <omp.h>
 #include <stdint.h>
