@@ -9,9 +9,10 @@
  * with the median step time and images/s = BATCH / median. gflops counts 2 FLOPs per MAC of
  * conv+linear, forward + both backward GEMMs (3x the forward MACs), as is usual.
  * With "profile" it then times every conv layer's forward and backward alone (median of ITERS)
- * and prints a per-layer table: the place to look for what is slow.
- * DPRUNE_CONV_ALGO=im2col|winograd in the environment forces a conv path (conv2d_set_algo), to
- * measure what each one buys. */
+ * and prints a per-layer table: the place to look for what is slow; before it, a per-node table of
+ * the whole step's forward and backward (mean over ITERS steps, node clocks of forward.c).
+ * DPRUNE_CONV_ALGO=im2col|winograd|direct in the environment forces a conv path (conv2d_set_algo),
+ * to measure what each one buys. */
 #include "dprune/model.h"
 #include "dprune/nn.h"
 #include "dprune/optim.h"
@@ -79,6 +80,41 @@ static void profile_convs(const dp_model *m, int N, int iters) {
     printf("conv total: fwd %.2f ms, bwd %.2f ms\n", 1e3 * tot_f, 1e3 * tot_b);
 }
 
+/* mean forward/backward milliseconds per node over iters steps of the real step (loss and SGD
+ * outside); small layers are where the step's time is spread over many short passes */
+static void profile_nodes(const bench_step *s, int iters) {
+    const dp_model *m = s->m;
+    double *fs = calloc((size_t)m->n_nodes, sizeof(double));
+    double *bs = calloc((size_t)m->n_nodes, sizeof(double));
+    dp_forward_opts ff = {.train = true, .seed = 1, .sample_keys = s->keys, .node_seconds = fs};
+    dp_forward_opts fb = {.train = true, .seed = 1, .sample_keys = s->keys, .node_seconds = bs};
+    double t_loss = 0, t_sgd = 0;
+    const int last = dp_model_output_node(m), K = m->num_classes;
+    for (int it = 0; it < iters; it++) {
+        memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
+        dp_model_forward(m, s->act, s->x, s->N, &ff);
+        double t0 = dp_now_seconds();
+        float *dlogits = s->act->dout[last];
+        memset(dlogits, 0, sizeof(float) * (size_t)s->N * K);
+        softmax_xent_forward_backward(s->N, K, s->act->out[last], s->y, 0.0f, 1.0f / s->N, dlogits);
+        t_loss += dp_now_seconds() - t0;
+        dp_model_backward(m, s->act, s->N, &fb);
+        t0 = dp_now_seconds();
+        dp_sgd_step(s->opt, s->m, 0.01);
+        t_sgd += dp_now_seconds() - t0;
+    }
+    double tf = 0, tb = 0;
+    printf("%-24s %-8s %9s %9s\n", "node", "op", "fwd_ms", "bwd_ms");
+    for (int i = 1; i < m->n_nodes; i++) {
+        printf("%-24s %-8s %9.3f %9.3f\n", m->nodes[i].name, dp_op_name(m->nodes[i].op),
+               1e3 * fs[i] / iters, 1e3 * bs[i] / iters);
+        tf += fs[i], tb += bs[i];
+    }
+    printf("nodes total: fwd %.3f ms, bwd %.3f ms; loss %.3f ms, sgd %.3f ms\n", 1e3 * tf / iters,
+           1e3 * tb / iters, 1e3 * t_loss / iters, 1e3 * t_sgd / iters);
+    free(fs), free(bs);
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: %s MODEL BATCH THREADS [WARMUP=2] [ITERS=5] [profile]\n", argv[0]);
@@ -96,6 +132,7 @@ int main(int argc, char **argv) {
     const char *algo = getenv("DPRUNE_CONV_ALGO");
     if (algo && !strcmp(algo, "im2col")) conv2d_set_algo(CONV2D_ALGO_IM2COL);
     if (algo && !strcmp(algo, "winograd")) conv2d_set_algo(CONV2D_ALGO_WINOGRAD);
+    if (algo && !strcmp(algo, "direct")) conv2d_set_algo(CONV2D_ALGO_DIRECT);
 
     int c, h, classes;
     input_of(arch, &c, &h, &classes);
@@ -142,7 +179,7 @@ int main(int argc, char **argv) {
            "cpu_s=%.5f params=%lld core=%s\n",
            arch, N, threads, med, N / med, gflop / med, medc, (long long)dp_model_params(&m),
            dp_blas_corename());
-    if (profile) profile_convs(&m, N, iters);
+    if (profile) profile_nodes(&s, iters), profile_convs(&m, N, iters);
 
     free(t), free(tcpu);
     bench_step_batch_free(&s);

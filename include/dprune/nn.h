@@ -45,7 +45,15 @@ void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, cons
  * dW stays im2col) for 3x3 stride-1 convs with enough channels, im2col + SGEMM otherwise.
  * Forcing WINOGRAD applies it to every 3x3 stride-1 conv (pad 0..2); others stay im2col.
  * Process-wide; for tests and benchmarks. The workspace size does not depend on it. */
-typedef enum { CONV2D_ALGO_AUTO = 0, CONV2D_ALGO_IM2COL, CONV2D_ALGO_WINOGRAD } conv2d_algo;
+/* AUTO also runs small stride-1 convs (C*R*S <= 160, K <= 16, R*S > 1: lenet5's) as a direct
+ * convolution; forcing DIRECT applies it to the stride-1 convs with pad < R and S, C*R*S <= 256
+ * and K <= 64 (the workspace is sized for those only; others stay on im2col). */
+typedef enum {
+    CONV2D_ALGO_AUTO = 0,
+    CONV2D_ALGO_IM2COL,
+    CONV2D_ALGO_WINOGRAD,
+    CONV2D_ALGO_DIRECT
+} conv2d_algo;
 void conv2d_set_algo(conv2d_algo algo);
 void conv2d_forward_naive(const conv2d_shape *s, const float *x, const float *w, const float *b,
                           float *y);
@@ -93,6 +101,9 @@ void batchnorm_backward(int N, int C, int HW, const float *x, const float *dy, c
 void relu_forward(size_t n, const float *x, float *y);
 /* uses y (the output) as the mask: dx += dy * (y > 0) */
 void relu_backward(size_t n, const float *y, const float *dy, float *dx);
+/* dx = dy * (y > 0), bitwise what relu_backward adds to a zeroed dx: for the first writer of a
+ * gradient, which then needs no zero-fill beforehand */
+void relu_backward_set(size_t n, const float *y, const float *dy, float *dx);
 
 /* ---------------- pooling, square window k, stride, padding pad (max pads with -inf).
  * Output size: P = (H + 2*pad - k)/stride + 1. */
@@ -105,6 +116,9 @@ void pool2d_shape_init(pool2d_shape *s, int N, int C, int H, int W, int k, int s
 /* argmax [N,C,P,Q] = flat index h*W+w of the max inside its input plane, saved for backward */
 void maxpool2d_forward(const pool2d_shape *s, const float *x, float *y, int32_t *argmax);
 void maxpool2d_backward(const pool2d_shape *s, const int32_t *argmax, const float *dy, float *dx);
+/* dx = the routed dy, zero elsewhere (bitwise maxpool2d_backward on a zeroed dx) */
+void maxpool2d_backward_set(const pool2d_shape *s, const int32_t *argmax, const float *dy,
+                            float *dx);
 /* average pool; counts padded cells (count_include_pad = true, as PyTorch's default) */
 void avgpool2d_forward(const pool2d_shape *s, const float *x, float *y);
 void avgpool2d_backward(const pool2d_shape *s, const float *dy, float *dx);

@@ -213,11 +213,17 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
     for (int i = last; i >= 1; i--) {
         const dp_node *n = &m->nodes[i];
         double t0 = o->node_seconds ? dp_now_seconds() : 0; /* zeroing belongs to the consumer */
+        /* ReLU and max-pool can overwrite their input's gradient instead: when they are its
+         * first writer (no later consumer wrote it yet) they skip the fill and the += */
+        bool set_dx = false;
         for (int k = -1; k < n->n_in; k++) {
             int j = k < 0 ? i : n->in[k]; // k = -1: a node nobody consumed has a zero gradient
             while (j > 0 && is_view(&m->nodes[j])) j = m->nodes[j].in[0]; // shared storage
             if (j == 0 || j == last || zeroed[j]) continue;
-            zero_floats(a->dout[j], node_numel(&m->nodes[j], N));
+            if (k == 0 && (n->op == DP_OP_RELU || n->op == DP_OP_MAXPOOL))
+                set_dx = true;
+            else
+                zero_floats(a->dout[j], node_numel(&m->nodes[j], N));
             zeroed[j] = true;
         }
         const dp_node *src = &m->nodes[n->in[0]];
@@ -237,12 +243,14 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
             bn_backward(m, a, i, N, dx, o);
             break;
         case DP_OP_RELU:
-            if (dx) relu_backward(node_numel(n, N), a->out[i], dy, dx);
+            if (dx && set_dx) relu_backward_set(node_numel(n, N), a->out[i], dy, dx);
+            if (dx && !set_dx) relu_backward(node_numel(n, N), a->out[i], dy, dx);
             break;
         case DP_OP_MAXPOOL: {
             pool2d_shape s;
             pool_shape(m, n, N, &s);
-            if (dx) maxpool2d_backward(&s, a->argmax[i], dy, dx);
+            if (dx && set_dx) maxpool2d_backward_set(&s, a->argmax[i], dy, dx);
+            if (dx && !set_dx) maxpool2d_backward(&s, a->argmax[i], dy, dx);
             break;
         }
         case DP_OP_AVGPOOL: {

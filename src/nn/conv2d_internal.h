@@ -20,4 +20,16 @@ bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float 
 bool conv2d_wino_backward_dx(const conv2d_shape *s, const float *w, const float *dy, float *dx,
                              float *ws, size_t ws_floats);
 
+/* Direct convolution (conv2d_direct.c): stride 1, pad <= R-1 and S-1. */
+bool conv2d_direct_applicable(const conv2d_shape *s);
+size_t conv2d_direct_workspace_floats(const conv2d_shape *s, int nthreads);
+/* y = conv(x, w) + b. Returns false (and does nothing) if ws cannot hold one thread's part. */
+bool conv2d_direct_forward(const conv2d_shape *s, const float *x, const float *w, const float *b,
+                           float *y, float *ws, size_t ws_floats);
+/* dw += the weight gradient, dx += the input gradient (if dx), db += the bias gradient (if db).
+ * Returns false (and does nothing) if ws is too small. Deterministic for a given thread
+ * count. */
+bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
+                            float *dx, float *dw, float *db, float *ws, size_t ws_floats);
+
 #endif

@@ -1,6 +1,7 @@
 /* conv2d: shape arithmetic, FLOPs, backward vs finite differences, fast (im2col/GEMM, OpenMP;
- * Winograd F(2x2,3x3) for 3x3 stride 1) vs naive with 1 and 2 threads, workspace clamping,
- * determinism, accumulation. Each path is also forced on its own (conv2d_set_algo). */
+ * Winograd F(2x2,3x3) for 3x3 stride 1, direct convolution for small stride-1 layers) vs naive with
+ * 1 and 2 threads, workspace clamping, determinism, accumulation. Each path is also forced on its
+ * own (conv2d_set_algo). */
 #include "dprune/nn.h"
 #include "gradcheck.h"
 #include <omp.h>
@@ -210,6 +211,31 @@ int main(void) {
     conv2d_set_algo(CONV2D_ALGO_IM2COL);
     for (size_t i = 0; i < sizeof wino / sizeof wino[0]; i++)
         check_fast_vs_naive(&wino[i], 2, 2, 1300 + 10 * (unsigned)i);
+
+    /* direct convolution, forced on every stride-1 conv it applies to: lenet5's two layers
+     * (1->6 5x5 pad 2 on 28x28, 6->16 5x5 on 14x14), channel counts off the register tiles
+     * (K = 3, 11, 20; taps not a multiple of 4), 1x1, non-square input and kernel, 1x1
+     * outputs, pad 0..R-1; the last shape (pad 1 with a 1-wide kernel) is not applicable and
+     * must stay on im2col. */
+    const conv_cfg direct[] = {
+        {3, 1, 28, 28, 6, 5, 5, 1, 2, 1}, {3, 6, 14, 14, 16, 5, 5, 1, 0, 1},
+        {2, 3, 9, 7, 11, 3, 3, 1, 1, 1},  {2, 5, 6, 5, 3, 3, 3, 1, 0, 0},
+        {3, 7, 5, 9, 20, 1, 1, 1, 0, 1},  {2, 2, 10, 7, 5, 5, 3, 1, 2, 1},
+        {2, 4, 3, 3, 4, 3, 3, 1, 0, 1},   {2, 3, 4, 6, 9, 4, 4, 1, 3, 0},
+        {3, 2, 5, 5, 2, 3, 1, 1, 1, 1},
+    };
+    conv2d_set_algo(CONV2D_ALGO_DIRECT);
+    for (int t = 1; t <= 2; t++)
+        for (size_t i = 0; i < sizeof direct / sizeof direct[0]; i++)
+            check_fast_vs_naive(&direct[i], t, t, 1400 + 10 * (unsigned)i);
+    check_fast_vs_naive(&direct[1], 2, 1, 1500); // workspace for one thread, two running
+    check_fast_vs_naive(&direct[0], 2, 0, 1510); // no workspace: naive fallback
+    omp_set_num_threads(2);
+    for (size_t i = 2; i < 8; i++) check_fd(&direct[i], 1600 + 10 * (unsigned)i);
+    check_determinism_and_accumulation(1);
+    check_determinism_and_accumulation(2);
     conv2d_set_algo(CONV2D_ALGO_AUTO);
+    // AUTO sends lenet5's layers to the direct path; the same through im2col for comparison
+    check_fast_vs_naive(&direct[1], 2, 2, 1700);
     return dp_test_finish();
 }

@@ -5,6 +5,7 @@
 #include "gradcheck.h"
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* ---------------- relu */
 
@@ -43,6 +44,18 @@ static void test_relu(void) {
     relu_loss(&c);
     relu_backward(c.n, c.y, c.r, g);
     gc_check("relu", c.x, g, c.n, relu_loss, &c, 1e-2f, 1e-4, 1e-3, 200);
+    // the overwriting variant == relu_backward on a zeroed dx, bitwise (a -0 gradient too),
+    // serial and threaded sizes, whatever dx held before
+    for (size_t n = 5; n <= 70000; n += 69995) {
+        float *y = gc_alloc_uniform(n, 7, 1.0f), *dy = gc_alloc_uniform(n, 8, 1.0f);
+        float *d1 = dp_alloc_floats(n), *d2 = gc_alloc_uniform(n, 9, 5.0f);
+        dy[0] = -0.0f, y[0] = 1.0f, y[1] = 0.0f;
+        memset(d1, 0, sizeof(float) * n);
+        relu_backward(n, y, dy, d1);
+        relu_backward_set(n, y, dy, d2);
+        CHECK(memcmp(d1, d2, sizeof(float) * n) == 0);
+        dp_free(y), dp_free(dy), dp_free(d1), dp_free(d2);
+    }
     dp_free(c.x), dp_free(c.y), dp_free(c.r), dp_free(g);
 }
 

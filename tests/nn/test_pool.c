@@ -124,28 +124,51 @@ int main(void) {
         CHECK(dx[0] == 1 && dx[3] == 1 && dx[4] == 2 && dx[7] == 2);
     }
 
-    // the 2x2 stride-2 fast path vs the definition on an odd-sized plane with ties
-    {
-        enum { H = 7, W = 9 };
-        float x[2 * H * W], y[2 * 3 * 4];
-        int32_t arg[2 * 3 * 4];
+    // the 2x2 stride-2 fast path vs the definition with ties: odd-sized planes, rows of 4
+    // outputs (plain loop), 8 (one span), 14 and 17 (overlapping last span)
+    const int sizes[4][2] = {{7, 9}, {5, 17}, {6, 28}, {4, 35}};
+    for (int z = 0; z < 4; z++) {
+        const int H = sizes[z][0], W = sizes[z][1], P = H / 2, Q = W / 2;
+        float *x = dp_alloc_floats((size_t)2 * H * W), *y = dp_alloc_floats((size_t)2 * P * Q);
+        int32_t *arg = dp_alloc((size_t)2 * P * Q * sizeof(int32_t));
         for (int i = 0; i < 2 * H * W; i++) x[i] = (float)((i * 7919) % 5); // many ties
         pool2d_shape_init(&s, 1, 2, H, W, 2, 2, 0);
         maxpool2d_forward(&s, x, y, arg);
         int bad = 0;
         for (int c = 0; c < 2; c++)
-            for (int p = 0; p < 3; p++)
-                for (int q = 0; q < 4; q++) {
+            for (int p = 0; p < P; p++)
+                for (int q = 0; q < Q; q++) {
                     const float *xp = x + c * H * W;
                     int best = 2 * p * W + 2 * q; // first maximum in row-major window order
                     for (int r = 0; r < 2; r++)
                         for (int t = 0; t < 2; t++)
                             if (xp[(2 * p + r) * W + 2 * q + t] > xp[best])
                                 best = (2 * p + r) * W + 2 * q + t;
-                    int o = (c * 3 + p) * 4 + q;
+                    int o = (c * P + p) * Q + q;
                     bad += arg[o] != best || y[o] != xp[best];
                 }
         CHECK(bad == 0);
+        dp_free(x), dp_free(y), dp_free(arg);
+    }
+
+    // maxpool2d_backward_set == maxpool2d_backward on a zeroed dx, bitwise, over a dx holding
+    // garbage: 2x2 on an odd-sized plane, overlapping padded windows, 2x2 tiling the plane;
+    // ties from the rounding below make the first maximum matter
+    for (int v = 0; v < 3; v++) {
+        const int H = v == 2 ? 8 : 9, W = v == 2 ? 6 : 7; // v = 2: windows tile the plane
+        pool2d_shape_init(&s, 2, 3, H, W, v == 1 ? 3 : 2, 2, v == 1);
+        size_t nx = (size_t)2 * 3 * H * W, ny = (size_t)2 * 3 * s.P * s.Q;
+        float *x = gc_alloc_uniform(nx, 90 + v, 1.0f), *y = dp_alloc_floats(ny);
+        for (size_t i = 0; i < nx; i++) x[i] = (float)(int)(x[i] * 3.0f); // ties
+        float *dy = gc_alloc_uniform(ny, 92 + v, 1.0f);
+        float *d1 = dp_alloc_floats(nx), *d2 = gc_alloc_uniform(nx, 94 + v, 3.0f);
+        int32_t *arg = dp_alloc(ny * sizeof(int32_t));
+        maxpool2d_forward(&s, x, y, arg);
+        memset(d1, 0, sizeof(float) * nx);
+        maxpool2d_backward(&s, arg, dy, d1);
+        maxpool2d_backward_set(&s, arg, dy, d2);
+        CHECK(memcmp(d1, d2, sizeof(float) * nx) == 0);
+        dp_free(x), dp_free(y), dp_free(dy), dp_free(d1), dp_free(d2), dp_free(arg);
     }
 
     check_pool(0, 2, 3, 9, 7, 3, 2, 1, 10); // ResNet stem max pool, non-square
