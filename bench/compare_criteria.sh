@@ -112,4 +112,18 @@ for c, rs in by.items():
     sd = lambda v: st.stdev(v) if len(v) > 1 else 0.0
     kept = f"{st.mean(f)/base:.4f}" if base else "-"
     print(f"{c:<34} {len(rs):>2} {st.mean(a):>10.2f} ± {sd(a):<5.2f} {st.mean(f):>12.2f} ± {sd(f):<5.2f} {kept:>13} {rs[0][4]:>9} {rs[0][5]:>11} {st.mean(float(r[6]) for r in rs):>12.0f}")
+# "beats random": mean above random's by more than twice the standard error of the difference
+if "random" in by and len(by["random"]) > 1:
+    def col(rs, i): return [100*float(r[i]) for r in rs]
+    print(f"\nagainst random: difference of means (2 x its standard error); beats = difference > 2 SE")
+    print(f"{'criterion':<34} {'after surgery':>24} {'after fine-tune':>24}")
+    for c, rs in by.items():
+        if c == "random" or len(rs) < 2: continue
+        cells = []
+        for i in (2, 3):
+            x, y = col(rs, i), col(by["random"], i)
+            d = st.mean(x) - st.mean(y)
+            se = (st.variance(x)/len(x) + st.variance(y)/len(y)) ** 0.5
+            cells.append(f"{d:+6.2f} ({2*se:4.2f}) {'beats' if d > 2*se else '-':>5}")
+        print(f"{c:<34} {cells[0]:>24} {cells[1]:>24}")
 PY
