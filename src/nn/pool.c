@@ -3,6 +3,7 @@
  * backward scatters never collide. */
 #include "dprune/nn.h"
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 void pool2d_shape_init(pool2d_shape *s, int N, int C, int H, int W, int k, int stride, int pad) {
@@ -118,8 +119,10 @@ void maxpool2d_forward(const pool2d_shape *s, const float *x, float *y, int32_t 
     }
 }
 
-// argmax, dy: [N,C,P,Q] -> dx: [N,C,H,W] += dy routed to each window's max
-void maxpool2d_backward(const pool2d_shape *s, const int32_t *argmax, const float *dy, float *dx) {
+// argmax, dy: [N,C,P,Q] -> dx: [N,C,H,W] += dy routed to each window's max; with zero_first
+// each plane is zeroed first while it is in cache (no separate fill pass)
+static void maxpool2d_route(const pool2d_shape *s, const int32_t *argmax, const float *dy,
+                            float *dx, bool zero_first) {
     const size_t HW = (size_t)s->H * s->W, PQ = (size_t)s->P * s->Q;
     const long planes = (long)s->N * s->C;
 #pragma omp parallel for schedule(static)
@@ -127,25 +130,19 @@ void maxpool2d_backward(const pool2d_shape *s, const int32_t *argmax, const floa
         const int32_t *ap = argmax + pl * PQ;
         const float *dp = dy + pl * PQ;
         float *gp = dx + pl * HW;
+        if (zero_first) memset(gp, 0, sizeof(float) * HW);
         for (size_t i = 0; i < PQ; i++)
             if (ap[i] >= 0) gp[ap[i]] += dp[i];
     }
 }
 
-// as maxpool2d_backward, each plane zeroed first while it is in cache (no separate fill pass)
+void maxpool2d_backward(const pool2d_shape *s, const int32_t *argmax, const float *dy, float *dx) {
+    maxpool2d_route(s, argmax, dy, dx, false);
+}
+
 void maxpool2d_backward_set(const pool2d_shape *s, const int32_t *argmax, const float *dy,
                             float *dx) {
-    const size_t HW = (size_t)s->H * s->W, PQ = (size_t)s->P * s->Q;
-    const long planes = (long)s->N * s->C;
-#pragma omp parallel for schedule(static)
-    for (long pl = 0; pl < planes; pl++) {
-        const int32_t *ap = argmax + pl * PQ;
-        const float *dp = dy + pl * PQ;
-        float *gp = dx + pl * HW;
-        memset(gp, 0, sizeof(float) * HW);
-        for (size_t i = 0; i < PQ; i++)
-            if (ap[i] >= 0) gp[ap[i]] += dp[i];
-    }
+    maxpool2d_route(s, argmax, dy, dx, true);
 }
 
 // x: [N,C,H,W] -> y: [N,C,P,Q], mean over the k*k window, padded zeros included

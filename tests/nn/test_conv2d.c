@@ -134,6 +134,22 @@ static void check_determinism_and_accumulation(int threads) {
     dp_free(dxa), dp_free(dxb), dp_free(dba), dp_free(dbb);
 }
 
+/* Every cfg[0..n) through one forced algorithm at 1 and 2 threads; a workspace for one thread
+ * with two running (cfg[one_ws]); none at all (cfg[0]: the naive fallback); finite
+ * differences on cfg[fd0..fd1); determinism and accumulation. Seeds from seed up. */
+static void check_algo(conv2d_algo algo, const conv_cfg *cfg, size_t n, size_t one_ws, size_t fd0,
+                       size_t fd1, unsigned seed) {
+    conv2d_set_algo(algo);
+    for (int t = 1; t <= 2; t++)
+        for (size_t i = 0; i < n; i++) check_fast_vs_naive(&cfg[i], t, t, seed + 10 * (unsigned)i);
+    check_fast_vs_naive(&cfg[one_ws], 2, 1, seed + 100);
+    check_fast_vs_naive(&cfg[0], 2, 0, seed + 110);
+    omp_set_num_threads(2);
+    for (size_t i = fd0; i < fd1; i++) check_fd(&cfg[i], seed + 200 + 10 * (unsigned)i);
+    check_determinism_and_accumulation(1);
+    check_determinism_and_accumulation(2);
+}
+
 int main(void) {
     // shapes and FLOPs: ResNet stem on 224x224
     conv2d_shape s;
@@ -198,15 +214,7 @@ int main(void) {
         {3, 16, 32, 32, 16, 3, 3, 1, 1, 0}, {2, 96, 4, 4, 80, 3, 3, 1, 1, 1},
         {1, 1, 6, 6, 1, 3, 3, 1, 1, 1},
     };
-    conv2d_set_algo(CONV2D_ALGO_WINOGRAD);
-    for (int t = 1; t <= 2; t++)
-        for (size_t i = 0; i < sizeof wino / sizeof wino[0]; i++)
-            check_fast_vs_naive(&wino[i], t, t, 1000 + 10 * (unsigned)i);
-    check_fast_vs_naive(&wino[6], 2, 1, 1100); // workspace for one thread, two running
-    check_fast_vs_naive(&wino[0], 2, 0, 1110); // no workspace: naive fallback
-    omp_set_num_threads(2);
-    for (size_t i = 0; i < 4; i++) check_fd(&wino[i], 1200 + 10 * (unsigned)i);
-    check_determinism_and_accumulation(2);
+    check_algo(CONV2D_ALGO_WINOGRAD, wino, sizeof wino / sizeof wino[0], 6, 0, 4, 1000);
     // the same shapes through im2col only (AUTO would send the wide ones to Winograd)
     conv2d_set_algo(CONV2D_ALGO_IM2COL);
     for (size_t i = 0; i < sizeof wino / sizeof wino[0]; i++)
@@ -224,16 +232,7 @@ int main(void) {
         {2, 4, 3, 3, 4, 3, 3, 1, 0, 1},   {2, 3, 4, 6, 9, 4, 4, 1, 3, 0},
         {3, 2, 5, 5, 2, 3, 1, 1, 1, 1},
     };
-    conv2d_set_algo(CONV2D_ALGO_DIRECT);
-    for (int t = 1; t <= 2; t++)
-        for (size_t i = 0; i < sizeof direct / sizeof direct[0]; i++)
-            check_fast_vs_naive(&direct[i], t, t, 1400 + 10 * (unsigned)i);
-    check_fast_vs_naive(&direct[1], 2, 1, 1500); // workspace for one thread, two running
-    check_fast_vs_naive(&direct[0], 2, 0, 1510); // no workspace: naive fallback
-    omp_set_num_threads(2);
-    for (size_t i = 2; i < 8; i++) check_fd(&direct[i], 1600 + 10 * (unsigned)i);
-    check_determinism_and_accumulation(1);
-    check_determinism_and_accumulation(2);
+    check_algo(CONV2D_ALGO_DIRECT, direct, sizeof direct / sizeof direct[0], 1, 2, 8, 1400);
     conv2d_set_algo(CONV2D_ALGO_AUTO);
     // AUTO sends lenet5's layers to the direct path; the same through im2col for comparison
     check_fast_vs_naive(&direct[1], 2, 2, 1700);
