@@ -8,6 +8,7 @@
 #include "app.h"
 #include "dprune/cip.h"
 #include "mpi_testutil.h"
+#include "app_testutil.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,10 +101,7 @@ static void check_budget(dp_app *world, const char *budget) {
 
 int main(int argc, char **argv) {
     dp_app app;
-    memset(&app, 0, sizeof app);
-    dp_error err = {0};
-    if (dp_dist_init(&argc, &argv, &app.dist, &err) != DP_OK) return 1;
-    app.threads = dp_threads_setup(1);
+    if (!app_test_init(&argc, &argv, &app)) return 1;
     app.dist.watchdog_seconds = 120;
     check_budget(&app, "uniform");
     check_budget(&app, "ratios");

@@ -6,6 +6,7 @@
  * mean-only one. */
 #include "app.h"
 #include "mpi_testutil.h"
+#include "app_testutil.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,10 +82,7 @@ static void run(dp_app *world, const char *fold, const char *compensate, dp_app_
 
 int main(int argc, char **argv) {
     dp_app app;
-    memset(&app, 0, sizeof app);
-    dp_error err = {0};
-    if (dp_dist_init(&argc, &argv, &app.dist, &err) != DP_OK) return 1;
-    app.threads = dp_threads_setup(1);
+    if (!app_test_init(&argc, &argv, &app)) return 1;
     app.dist.watchdog_seconds = 120;
     dp_app_data d;
     dp_model m = {0};

@@ -9,6 +9,7 @@
 #include "app.h"
 #include "mpi_testutil.h"
 #include "trainer_testutil.h"
+#include "app_testutil.h"
 
 #define DIR "/tmp/dprune-test-mpi-csgd"
 
@@ -67,10 +68,8 @@ static void test_clusters_identical(dp_app *world, dp_app_data *d, dp_model *m) 
 
 int main(int argc, char **argv) {
     dp_app world;
-    memset(&world, 0, sizeof world);
+    if (!app_test_init(&argc, &argv, &world)) return 1;
     dp_error err = {0};
-    if (dp_dist_init(&argc, &argv, &world.dist, &err) != DP_OK) return 1;
-    world.threads = dp_threads_setup(1);
     dp_app_data d;
     dp_model m;
     setup(&world, conf, &d, &m);

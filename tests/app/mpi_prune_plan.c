@@ -3,6 +3,7 @@
 #include "app.h"
 #include "calibrate.h"
 #include "mpi_testutil.h"
+#include "app_testutil.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,10 +87,7 @@ static void check_criterion(dp_app *world, const char *crit, const char *budget)
 
 int main(int argc, char **argv) {
     dp_app app;
-    memset(&app, 0, sizeof app);
-    dp_error err = {0};
-    if (dp_dist_init(&argc, &argv, &app.dist, &err) != DP_OK) return 1;
-    app.threads = dp_threads_setup(1);
+    if (!app_test_init(&argc, &argv, &app)) return 1;
     app.dist.watchdog_seconds = 120;
     check_criterion(&app, "corr", "threshold");
     check_criterion(&app, "corr", "flops");

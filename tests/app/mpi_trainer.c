@@ -8,6 +8,7 @@
 #include "app.h"
 #include "mpi_testutil.h"
 #include "trainer_testutil.h"
+#include "app_testutil.h"
 
 static const char *conf_bn =
     "run = { dir = \"/tmp/dprune-test-mpi-trainer\"; seed = 7; threads = 1; log_every = 0; };\n"
@@ -122,10 +123,7 @@ static void test_accumulation_matches_ranks(dp_app *world, bool overlap) {
 
 int main(int argc, char **argv) {
     dp_app app;
-    memset(&app, 0, sizeof app);
-    dp_error err = {0};
-    if (dp_dist_init(&argc, &argv, &app.dist, &err) != DP_OK) return 1;
-    app.threads = dp_threads_setup(1);
+    if (!app_test_init(&argc, &argv, &app)) return 1;
     test_ranks_match_one_rank(&app);
     test_accumulation_matches_ranks(&app, true);
     test_accumulation_matches_ranks(&app, false);

@@ -9,6 +9,7 @@
 #include "app.h"
 #include "mpi_testutil.h"
 #include "trainer_testutil.h"
+#include "app_testutil.h"
 
 #define DIR "/tmp/dprune-test-mpi-trainer-pcc"
 
@@ -120,10 +121,7 @@ static void test_accumulation_matches_ranks(dp_app *world) {
 
 int main(int argc, char **argv) {
     dp_app app;
-    memset(&app, 0, sizeof app);
-    dp_error err = {0};
-    if (dp_dist_init(&argc, &argv, &app.dist, &err) != DP_OK) return 1;
-    app.threads = dp_threads_setup(1);
+    if (!app_test_init(&argc, &argv, &app)) return 1;
     test_ranks_match_one_rank(&app);
     test_accumulation_matches_ranks(&app);
     return dp_test_finish_mpi(&app.dist);
