@@ -30,6 +30,14 @@ done
 
 OMP_NUM_THREADS=1 "$DPRUNE" plan "$TMP/corr.cfg" > "$TMP/plan.out" 2>&1 && grep -q "nothing was cut" "$TMP/plan.out" \
   && ok "dprune plan dry run" || { bad "dprune plan"; tail "$TMP/plan.out"; }
+# corr's pair rule reaches the criterion: the weaker-member rule keeps other conv2 channels
+sed 's/calib_images = 128;/calib_images = 128; corr_remove = "weaker";/' "$TMP/corr.cfg" > "$TMP/weaker.cfg"
+OMP_NUM_THREADS=1 "$DPRUNE" plan "$TMP/weaker.cfg" > "$TMP/plan-weaker.out" 2>&1
+keep_of() { grep -A2 "'conv2'" "$1" | sed -n 's/^ *keep: //p'; }
+k1=$(keep_of "$TMP/plan.out"); k2=$(keep_of "$TMP/plan-weaker.out")
+[ "$(echo $k1 | wc -w)" = 13 ] && [ "$(echo $k2 | wc -w)" = 13 ] && [ "$k1" != "$k2" ] \
+  && ok "corr_remove = weaker: 13 conv2 channels kept, not the same as the METHODS rule's" \
+  || bad "corr_remove: keep lists '$k1' / '$k2'"
 # export (BN folded, fp32 and fp16) of the pruned model evaluates like the checkpoint
 ck="$TMP/run-corr/$(cat "$TMP/run-corr/latest")"
 if "$DPRUNE" export "$ck" "$TMP/exp.dpck" > "$TMP/exp.out" 2>&1 && "$DPRUNE" export "$ck" "$TMP/exp16.dpck" --fp16 >> "$TMP/exp.out" 2>&1; then
