@@ -131,6 +131,16 @@ static double logits_change(const dp_model *m, const dp_groups *gs, const dp_pla
     return d;
 }
 
+/* The end of a hand-built model: the last node add succeeded (last > 0) and the model
+ * finishes; a failure is a failed check. */
+static bool finish_model(dp_model *m, int last, dp_error *err) {
+    CHECK_MSG(last > 0, "%s", err->msg);
+    if (last <= 0) return false;
+    dp_status st = dp_model_finish(m, err);
+    CHECK_MSG(st == DP_OK, "%s", err->msg);
+    return st == DP_OK;
+}
+
 /* Everything a test case allocated (f may be zeroed, in NULL). */
 static void free_case(dp_corr_fold *f, float *in, dp_plan *p, dp_groups *gs, dp_model *m) {
     dp_corr_fold_free(f);
@@ -154,8 +164,7 @@ static bool build_chain(dp_model *m) {
     x = dp_add_relu(m, x, "relu2", &err);
     x = dp_add_flatten(m, x, "flatten", &err);
     x = dp_add_linear(m, x, "fc", 4, true, &err);
-    CHECK_MSG(x > 0, "%s", err.msg);
-    if (x <= 0 || dp_model_finish(m, &err) != DP_OK) return false;
+    if (!finish_model(m, x, &err)) return false;
     dp_model_init_weights(m, 5);
     float *w1 = param_of(m, "conv1", 0), *b1 = param_of(m, "conv1", 1);
     dp_fill_uniform(w1, 24, 3, 0.2f);
@@ -296,8 +305,7 @@ static void test_pool_and_gap(void) {
     x = dp_add_conv(&m, x, "conv2", 4, 1, 1, 0, true, &err);
     x = dp_add_gap(&m, x, "gap", &err);
     x = dp_add_linear(&m, x, "fc", 3, true, &err);
-    CHECK_MSG(x > 0, "%s", err.msg);
-    if (x <= 0 || dp_model_finish(&m, &err) != DP_OK) return;
+    if (!finish_model(&m, x, &err)) return;
     dp_model_init_weights(&m, 8);
     float *w1 = param_of(&m, "conv1", 0), *b1 = param_of(&m, "conv1", 1);
     dp_fill_uniform(w1, 20, 4, 0.2f);
@@ -344,8 +352,7 @@ static void test_residual(void) {
     x = dp_add_conv(&m, x, "conv_d", 3, 1, 1, 0, true, &err);
     x = dp_add_gap(&m, x, "gap", &err);
     x = dp_add_linear(&m, x, "fc", 3, true, &err);
-    CHECK_MSG(x > 0, "%s", err.msg);
-    if (x <= 0 || dp_model_finish(&m, &err) != DP_OK) return;
+    if (!finish_model(&m, x, &err)) return;
     dp_model_init_weights(&m, 9);
     float *wa = param_of(&m, "conv_a", 0), *ba = param_of(&m, "conv_a", 1);
     float *wb = param_of(&m, "conv_b", 0), *bb = param_of(&m, "conv_b", 1);
@@ -395,8 +402,7 @@ static void test_positional(void) {
     x = dp_add_relu(&m, x, "relu1", &err);
     x = dp_add_flatten(&m, x, "flatten", &err);
     x = dp_add_linear(&m, x, "fc", 3, true, &err);
-    CHECK_MSG(x > 0, "%s", err.msg);
-    if (x <= 0 || dp_model_finish(&m, &err) != DP_OK) return;
+    if (!finish_model(&m, x, &err)) return;
     dp_model_init_weights(&m, 4);
     float *w1 = param_of(&m, "conv1", 0), *b1 = param_of(&m, "conv1", 1);
     w1[4] = 0, w1[5] = 1, b1[2] = 0.1f; /* channel 2 = input channel 1 + 0.1 */

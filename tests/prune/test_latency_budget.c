@@ -4,21 +4,16 @@
  * granularity (round_to 8 too), reports the estimate the table gives for the plan's widths, and
  * cuts more for a larger target; without a table or with a target of 1 it is an error. */
 #include "dprune/prune.h"
+#include "prune_testutil.h"
 #include "testutil.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 static bool build_vgg11(dp_model *m) {
-    dp_model_config mc;
-    memset(&mc, 0, sizeof mc);
-    snprintf(mc.arch, sizeof mc.arch, "vgg11");
-    mc.width = 1.0;
-    dp_error err = {0};
-    dp_status st = dp_model_build(m, &mc, 3, 32, 32, 10, &err);
-    CHECK_MSG(st == DP_OK, "%s", err.msg);
-    if (st == DP_OK) dp_model_init_weights(m, 7);
-    return st == DP_OK;
+    bool ok = build_arch(m, "vgg11", NULL, 1.0, 3, 32, 32);
+    if (ok) dp_model_init_weights(m, 7);
+    return ok;
 }
 
 /* Table of every timed node on a grid of 8: layers cost mac_ms per MAC at (cin, cout) (exactly
