@@ -214,6 +214,14 @@ dp_status dp_ci_image_direct(int C, int P, const float *A, double *ci, double *w
                              dp_error *err);
 /* Nuclear norm of A [C, P] by SVD (for checks). */
 dp_status dp_nuclear_norm(int C, int P, const float *A, double *out, dp_error *err);
+
+/* All K roots (ascending) of 1/rho + sum_j z_j^2 / (d_j - x) = 0: the eigenvalues of
+ * diag(d) + rho z z^T, for d strictly ascending, ||z|| = 1, no z_j = 0, rho > 0 (deflate
+ * first, as dlaed2 does). Scratch zz, delta [K]. A root the iteration does not settle is
+ * found by LAPACK's dlaed4 instead, counted in *fallbacks (may be NULL). Returns dlaed4's
+ * info (0 = fine). See secular.c. */
+int dp_secular_roots(int K, const double *d, const double *z, double rho, double *roots, double *zz,
+                     double *delta, int *fallbacks);
 /* Width rule (CCM-LRR): the smallest number of highest-CI channels whose cumulative CI
  * exceeds tau * total (ties: lower index first; at least 1, at most C). order [C] (may be
  * NULL) receives the channel indices by decreasing CI. */

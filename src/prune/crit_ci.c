@@ -16,8 +16,6 @@
 extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
                     double *w, double *work, const int *lwork, int *iwork, const int *liwork,
                     int *info, size_t jobz_len, size_t uplo_len);
-extern void dlaed4_(const int *n, const int *i, const double *d, const double *z, double *delta,
-                    const double *rho, double *dlam, int *info);
 extern void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda,
                     double *s, double *u, const int *ldu, double *vt, const int *ldvt, double *work,
                     const int *lwork, int *iwork, int *info, size_t jobz_len);
@@ -45,9 +43,9 @@ size_t dp_ci_workspace_doubles(int C, int P) {
     // per-channel eigen route: A [C, P], G and its submatrix [mg, mg], eigenvalues, work
     size_t eig = CP + 2 * mm + mg + eig_lwork(mg) + 8;
     // secular route: A, V [mg, mg], eigenvalues, dsyevd('V') work + iwork, W = A V [C, mg],
-    // per-channel D, z, compacted D and z, delta, mu [mg] each
+    // per-channel D, z, compacted D and z, delta, mu, roots, z^2 [mg] each
     size_t sec = CP + mm + mg + (1 + 6 * (size_t)mg + 2 * mm) + (3 + 5 * (size_t)mg) / 2 + 2 +
-                 (size_t)C * mg + 6 * (size_t)mg;
+                 (size_t)C * mg + 8 * (size_t)mg;
     // direct route: A, a copy without one row, singular values, work, iwork (8 m ints)
     size_t direct = 2 * CP + m + svd_lwork(P, C) + 4 * (size_t)m + 8;
     size_t best = eig > sec ? eig : sec;
@@ -143,12 +141,12 @@ dp_status dp_ci_image_eig(int C, int P, const float *A, double *ci, double *ws, 
 /* Eigenvalues mu [m] (any order) of diag(lam) - w w^T, lam [m] ascending: the rank-1
  * downdate as the secular equation of LAPACK's divide and conquer. Negated, it is the update
  * diag(D) + rho z z^T with D = -lam reversed (ascending), rho = ||w||^2, z = w / ||w||,
- * whose roots dlaed4 finds one by one in O(m) each. Deflation as in dlaed2: a component
+ * whose roots dp_secular_roots finds (secular.c). Deflation as in dlaed2: a component
  * with rho |z_j| <= tol keeps its pole as an eigenvalue; two poles closer than the rotation
  * can resolve are merged by a Givens rotation, one of them keeping its (rotated) pole.
- * Scratch: D, z, dl, zk, delta [m] each. Returns dlaed4's info (0 = fine). */
+ * Scratch: D, z, dl, zk, delta, nu, zz [m] each. Returns dlaed4's info (0 = fine). */
 static int downdate_eigs(int m, const double *lam, const double *w, double *mu, double *D,
-                         double *z, double *dl, double *zk, double *delta) {
+                         double *z, double *dl, double *zk, double *delta, double *nu, double *zz) {
     double rho = 0, dmax = 0;
     for (int i = 0; i < m; i++) rho += w[i] * w[i];
     if (rho == 0) {
@@ -185,14 +183,9 @@ static int downdate_eigs(int m, const double *lam, const double *w, double *mu, 
         pj = j;
     }
     if (pj >= 0) dl[K] = D[pj], zk[K] = z[pj], K++;
-    for (int i = 1; i <= K; i++) {
-        double nu = 0;
-        int info = 0;
-        dlaed4_(&K, &i, dl, zk, delta, &rho, &nu, &info);
-        if (info) return info;
-        mu[nd++] = -nu;
-    }
-    return 0;
+    int info = dp_secular_roots(K, dl, zk, rho, nu, zz, delta, NULL);
+    for (int i = 0; i < K; i++) mu[nd++] = -nu[i];
+    return info;
 }
 
 dp_status dp_ci_image(int C, int P, const float *A, double *ci, double *ws, size_t ws_len,
@@ -207,7 +200,7 @@ dp_status dp_ci_image(int C, int P, const float *A, double *ci, double *ws, size
     int *iwork = (int *)(work + lwork);
     double *Wm = work + lwork + (liwork + 1) / 2 + 2; // [C, m]
     double *D = Wm + (size_t)C * m, *z = D + m, *dl = z + m, *zk = dl + m, *delta = zk + m;
-    double *mu = delta + m;
+    double *mu = delta + m, *nu = mu + m, *zz = nu + m;
     for (size_t i = 0; i < CP; i++) Ad[i] = A[i];
     if (gram_rows)
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, C, P, 1.0, Ad, P, 0.0, V, C);
@@ -235,7 +228,7 @@ dp_status dp_ci_image(int C, int P, const float *A, double *ci, double *ws, size
         int zero = 1;
         for (int p = 0; p < P && zero; p++) zero = ac[p] == 0;
         if (zero) continue; // a dead row changes nothing: CI = 0 exactly
-        info = downdate_eigs(m, lam, Wm + (size_t)c * m, mu, D, z, dl, zk, delta);
+        info = downdate_eigs(m, lam, Wm + (size_t)c * m, mu, D, z, dl, zk, delta, nu, zz);
         if (info) return dp_fail(err, DP_ERR_NUMERIC, "ci: dlaed4 failed (info %d)", info);
         double v = full - nuclear_from_eig(m, mu, tol);
         ci[c] += v > 0 ? v : 0.0;
