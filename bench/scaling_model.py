@@ -14,8 +14,9 @@ The model of one step on W ranks with a per-rank batch b:
   backward  T_b = 2/3 T_c, spread over the layers in proportion to their MACs (conv/linear:
             dX and dW, the first layer dW only); a layer's gradients are final when its
             backward ends
-  buckets   exactly as src/dist/grad_sync.c forms them (reverse topological order, first
-            bucket >= first_bucket_mb, then >= bucket_mb, whole layers); bucket k can be
+  buckets   exactly as src/dist/grad_sync.c forms them (reverse topological order, whole
+            layers: a head >= first_bucket_mb, a tail from the lowest layers doubling from
+            first_bucket_mb while below bucket_mb, between them >= bucket_mb); bucket k can be
             posted when its lowest layer is done; buckets go through the network one after
             another: start_k = max(ready_k, end_{k-1}), end_k = start_k + t_ar(bytes_k)
   overlap   wait = max(0, end_last - T_b);  step = T_c + wait
@@ -101,22 +102,44 @@ def read_results(path, max_others=None):
 
 
 def buckets_of(layers, first_mb=1.0, bucket_mb=25.0):
-    """[(bytes, index of the lowest (earliest) layer)] as grad_sync.c forms them"""
-    out, cur, limit = [], None, first_mb * 1e6 / 4
-    for i in range(len(layers) - 1, -1, -1):
-        p = layers[i][2]
-        if p == 0:
-            continue
-        if cur is None or cur[0] >= limit:
-            if cur is not None:
-                out.append(cur)
-                limit = bucket_mb * 1e6 / 4
-            cur = [0, i]
-        cur[0] += p
-        cur[1] = i
-    if cur:
-        out.append(cur)
-    return [(4 * n, i) for n, i in out]
+    """[(bytes, index of the lowest (earliest) layer)] in posting order, as grad_sync.c forms
+    them: a head of >= first_mb, a tail built from the lowest layers with limits first_mb,
+    2 first_mb, 4 first_mb, ... while below bucket_mb, the middle greedily >= bucket_mb"""
+    units = [(layers[i][2], i) for i in range(len(layers) - 1, -1, -1) if layers[i][2] > 0]
+    first, big = max(first_mb * 1e6 / 4, 1), bucket_mb * 1e6 / 4
+
+    def fill_forward(a, b, limit):
+        e, n = a + 1, units[a][0]
+        while e < b and n < limit:
+            n += units[e][0]
+            e += 1
+        return e
+
+    def fill_backward(a, b, limit):
+        s, n = b - 1, units[b - 1][0]
+        while s > a and n < limit:
+            s -= 1
+            n += units[s][0]
+        return s
+
+    if not units:
+        return []
+    n = len(units)
+    head = fill_forward(0, n, first)
+    tail, lo, limit = [], n, first  # tail bucket starts, the last bucket's first
+    while limit < big and lo > head:
+        lo = fill_backward(head, lo, limit)
+        tail.append(lo)
+        limit *= 2
+    cuts, a = [0, head], head
+    while a < lo:  # the middle ends where the tail starts
+        a = fill_forward(a, lo, big)
+        cuts.append(a)
+    cuts += tail[::-1][1:] + [n] if tail else ([n] if cuts[-1] != n else [])
+    out = []
+    for a, b in zip(cuts, cuts[1:]):
+        out.append((4 * sum(u[0] for u in units[a:b]), min(u[1] for u in units[a:b])))
+    return out
 
 
 def backward_done_times(layers, t_b):

@@ -48,6 +48,10 @@ dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m,
                               size_t bucket_bytes, bool overlap, dp_error *err);
 void dp_grad_sync_free(dp_grad_sync *g);
 int dp_grad_sync_buckets(const dp_grad_sync *g);
+/* Bucket b (0 = posted first): its first float in the gradient buffer, its size in floats,
+ * and the earliest node whose gradients it holds (it is posted when that node is done). */
+void dp_grad_sync_bucket(const dp_grad_sync *g, int b, size_t *offset, size_t *floats,
+                         int *min_node);
 /* Arms the sync for the backward that completes this step's gradient. */
 void dp_grad_sync_begin(dp_grad_sync *g);
 /* Backward hook: node `node` is done; posts every bucket now complete and drives progress. */
