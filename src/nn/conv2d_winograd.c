@@ -392,23 +392,32 @@ static void dy_block(const float *restrict dy, int K, int k, int TH, int TW, int
     }
 }
 
-// du [16][WT_LANES] -> dg [9][WT_LANES] = G^T du_l G for each lane l (G's columns:
-// (1,.5,.5,0) (0,.5,-.5,0) (0,.5,.5,1)); lane-parallel like transform_kernels
-static void kernel_grads(const float du[16][WT_LANES], float dg[9][WT_LANES]) {
+// du[xi * stride + l] (16 rows of WT_LANES) -> dg [9][WT_LANES] = G^T du_l G for each lane l
+// (G's columns: (1,.5,.5,0) (0,.5,-.5,0) (0,.5,.5,1)); lane-parallel like transform_kernels
+static void kernel_grads(const float *du, size_t stride, float dg[9][WT_LANES]) {
     float t[3][4][WT_LANES];
-    for (int j = 0; j < 4; j++)
+    for (int j = 0; j < 4; j++) {
+        const float *d0 = du + j * stride, *d1 = du + (4 + j) * stride;
+        const float *d2 = du + (8 + j) * stride, *d3 = du + (12 + j) * stride;
         for (int l = 0; l < WT_LANES; l++) {
-            float u0 = du[j][l], u1 = du[4 + j][l], u2 = du[8 + j][l], u3 = du[12 + j][l];
+            float u0 = d0[l], u1 = d1[l], u2 = d2[l], u3 = d3[l];
             t[0][j][l] = u0 + 0.5f * (u1 + u2);
             t[1][j][l] = 0.5f * (u1 - u2);
             t[2][j][l] = 0.5f * (u1 + u2) + u3;
         }
+    }
     for (int r = 0; r < 3; r++)
         for (int l = 0; l < WT_LANES; l++) {
             dg[r * 3 + 0][l] = t[r][0][l] + 0.5f * (t[r][1][l] + t[r][2][l]);
             dg[r * 3 + 1][l] = 0.5f * (t[r][1][l] - t[r][2][l]);
             dg[r * 3 + 2][l] = 0.5f * (t[r][1][l] + t[r][2][l]) + t[r][3][l];
         }
+}
+
+// dw[i][0..9) += dg[.][l] for the n kernels i = l of a lane chunk (dw [n][9] contiguous)
+static void add_kernel_grads(const float dg[9][WT_LANES], int n, float *dw) {
+    for (int l = 0; l < n; l++)
+        for (int j = 0; j < 9; j++) dw[l * 9 + j] += dg[j][l];
 }
 
 /* The blocks [b0, b1) of thread tid out of team: a contiguous share, fixed by the counts. */
@@ -436,9 +445,82 @@ static void dw_reduce(const float *ws, size_t part_stride, long nblocks, int tea
                 for (int l = 0; l < n; l++) du[xi][l] += part[l];
             }
         }
-        kernel_grads((const float(*)[WT_LANES])du, dg);
-        for (int l = 0; l < n; l++)
-            for (int j = 0; j < 9; j++) dw[(size_t)(i0 + l) * 9 + j] += dg[j][l];
+        kernel_grads(&du[0][0], WT_LANES, dg);
+        add_kernel_grads((const float(*)[WT_LANES])dg, n, dw + (size_t)i0 * 9);
+    }
+}
+
+/* ---- dW over the whole batch at once, by chunks of output channels. The blocked dW below
+ * keeps a full dU [16, K, C] per thread; for the deep layers of a small batch (VGG's 4x4
+ * maps: 512 x 512, 128 tiles at batch 32) dU is larger than the transformed input and dy of
+ * every tile together, and it goes through memory three times per call (the GEMMs write it,
+ * later blocks read it back, the reduction reads it again): ~3 ms of a 15 ms layer at batch
+ * 32, a cost a batch-64 step pays per 64 images. Here V and D hold all T tiles, and each
+ * chunk of kc output channels gets its dU (16 kc C floats, DW_CHUNK_FLOATS) from one GEMM per
+ * xi over all T tiles and turns it into dW while it is still in cache. Every dW element comes
+ * from one chunk, whatever the thread count, so no reduction between threads either. */
+
+/* floats of one dU chunk: 4 MB, in L3 (a 2 MB chunk, half as many channels, was ~4% slower
+ * for 512 x 512 at batch 32: the GEMMs repack all of V for every chunk) */
+enum { DW_CHUNK_FLOATS = 1 << 20 };
+
+// output channels per dU chunk: DW_CHUNK_FLOATS / (16 C), at least 16, at most K
+static int dw_chunk_channels(int C, int K) {
+    int kc = (int)(DW_CHUNK_FLOATS / (16 * (size_t)C));
+    if (kc < 16) kc = 16;
+    return kc < K ? kc : K;
+}
+
+static size_t dw_whole_scratch(long T, long rows) {
+    return round16((size_t)(32 * T + 8 * rows + 64)); // input_block's; dy_block needs 12 T
+}
+
+/* floats the whole-batch dW needs with nt threads (0 if it does not pay: dU no larger than V
+ * and D of all tiles, where the blocked path's dU stays in cache anyway) */
+static size_t dw_whole_floats(const conv2d_shape *s, int nt) {
+    const long TH = (s->P + 1) / 2, TW = (s->Q + 1) / 2, T = (long)s->N * TH * TW;
+    if (T * (s->C + s->K) > (long)s->K * s->C) return 0;
+    const int kc = dw_chunk_channels(s->C, s->K);
+    return round16((size_t)16 * (s->C + s->K) * T) +
+           (size_t)nt * (round16((size_t)16 * kc * s->C) + dw_whole_scratch(T, s->N * TH));
+}
+
+static void dw_whole(const conv2d_shape *s, const float *x, const float *dy, float *dw, float *ws,
+                     int nt) {
+    const int N = s->N, C = s->C, K = s->K, P = s->P, Q = s->Q, TH = (P + 1) / 2, TW = (Q + 1) / 2;
+    const long rows = (long)N * TH, T = rows * TW;
+    const int kc = dw_chunk_channels(C, K), nchunks = (K + kc - 1) / kc;
+    const size_t vstride = (size_t)C * T, dstride = (size_t)K * T;
+    float *V = ws, *D = V + 16 * vstride; // [16, C, T], [16, K, T]
+    float *own = ws + round16(16 * (vstride + dstride));
+    const size_t own_floats = round16((size_t)16 * kc * C) + dw_whole_scratch(T, rows);
+#pragma omp parallel num_threads(nt)
+    {
+        float *dU = own + (size_t)omp_get_thread_num() * own_floats; // [16, kc, C]
+        float *scratch = dU + round16((size_t)16 * kc * C);
+#pragma omp for schedule(static)
+        for (int c = 0; c < C; c++)
+            input_block(x, C, s->H, s->W, s->pad, TH, TW, 0, (int)rows, c, V + (size_t)c * T,
+                        vstride, scratch);
+#pragma omp for schedule(static)
+        for (int k = 0; k < K; k++)
+            dy_block(dy, K, k, TH, TW, P, Q, 0, (int)rows, D + (size_t)k * T, dstride, scratch);
+#pragma omp for schedule(static)
+        for (int ch = 0; ch < nchunks; ch++) {
+            const int k0 = ch * kc, m = K - k0 < kc ? K - k0 : kc;
+            const size_t xs = (size_t)m * C; // dU's xi stride for this chunk
+            // dU[xi] [m, C] = D[xi] rows k0.. [m, T] * V[xi]^T [T, C]
+            for (int xi = 0; xi < 16; xi++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, C, (int)T, 1.0f,
+                            D + xi * dstride + (size_t)k0 * T, (int)T, V + xi * vstride, (int)T,
+                            0.0f, dU + xi * xs, C);
+            for (size_t i0 = 0; i0 < xs; i0 += WT_LANES) {
+                const int n = xs - i0 < WT_LANES ? (int)(xs - i0) : WT_LANES;
+                float dg[9][WT_LANES];
+                kernel_grads(dU + i0, xs, dg);
+                add_kernel_grads((const float(*)[WT_LANES])dg, n, dw + ((size_t)k0 * C + i0) * 9);
+            }
+        }
     }
 }
 
@@ -448,6 +530,11 @@ bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float 
     if (!ws || ws_floats < u + slice) return false;
     int nt = omp_get_max_threads();
     if (nt < 1) nt = 1;
+    const size_t whole = dw_whole_floats(s, nt);
+    if (whole > 0 && whole <= ws_floats) {
+        dw_whole(s, x, dy, dw, ws, nt);
+        return true;
+    }
     if ((size_t)nt > ws_floats / (u + slice)) nt = (int)(ws_floats / (u + slice));
     const int N = s->N, C = s->C, K = s->K, H = s->H, W = s->W, P = s->P, Q = s->Q;
     const int pad = s->pad, TH = (P + 1) / 2, TW = (Q + 1) / 2;
