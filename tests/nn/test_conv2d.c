@@ -207,16 +207,18 @@ int main(void) {
     /* Winograd F(2x2,3x3), forced on every 3x3 stride-1 conv: odd and even output sizes
      * (partial tiles), pad 0/1/2, 1x1 outputs, more tiles than one block (resnet-like 16
      * channels on 32x32 with 3 samples is 768 tiles > 512), wide channels (blocks of 64).
-     * The last two have K C > 32768, so U is written with streaming stores: one with K C odd
-     * (U's rows not 16-byte aligned), one with a single tile row (with 2 threads, dW's second
-     * thread gets no block and its dU is never written). */
+     * {2, 96, 4, 4, 80} and the last have few tiles for their channels, so dW runs over the
+     * whole batch by chunks of output channels (the last in two uneven chunks). The last two
+     * have K C > 32768, so U is written with streaming stores, {1, 181, 20, 20, 183} with K C
+     * odd (U's rows not 16-byte aligned) and dW on the blocked path; {1, 4, 2, 30, 5} has a
+     * single tile row, so the blocked dW's second thread gets no block. */
     const conv_cfg wino[] = {
         {3, 3, 9, 7, 5, 3, 3, 1, 1, 1},     {2, 4, 8, 8, 6, 3, 3, 1, 1, 0},
         {2, 5, 7, 6, 4, 3, 3, 1, 0, 1},     {2, 3, 5, 5, 2, 3, 3, 1, 2, 0},
         {3, 2, 1, 1, 3, 3, 3, 1, 1, 1},     {2, 6, 3, 2, 5, 3, 3, 1, 1, 1},
         {3, 16, 32, 32, 16, 3, 3, 1, 1, 0}, {2, 96, 4, 4, 80, 3, 3, 1, 1, 1},
-        {1, 1, 6, 6, 1, 3, 3, 1, 1, 1},     {2, 181, 3, 5, 183, 3, 3, 1, 1, 1},
-        {1, 192, 2, 2, 192, 3, 3, 1, 1, 0},
+        {1, 1, 6, 6, 1, 3, 3, 1, 1, 1},     {1, 181, 20, 20, 183, 3, 3, 1, 1, 1},
+        {1, 4, 2, 30, 5, 3, 3, 1, 1, 0},    {1, 300, 3, 3, 290, 3, 3, 1, 1, 1},
     };
     check_algo(CONV2D_ALGO_WINOGRAD, wino, sizeof wino / sizeof wino[0], 6, 0, 4, 1000);
     // the same shapes through im2col only (AUTO would send the wide ones to Winograd)
