@@ -88,14 +88,16 @@ void conv2d_set_algo(conv2d_algo algo) {
 
 /* Winograd pays off once the GEMMs over channels dominate its per-tile transforms: below
  * 16 channels (the 1- and 3-channel input layers) im2col's one GEMM is as fast. It also
- * transforms all K*C kernels on every call, which the tiles must amortise: it saves about
- * N*P*Q/6 cycles per kernel against ~30 for the transform, so few output positions in the
- * batch (VGG's 2x2 layers: 64 * 4) stay with im2col. */
+ * transforms all K*C kernels on every call, which the tiles must amortise. Since that
+ * transform streams U and dx reads the forward's layout (conv2d_winograd.c), 16 tiles in the
+ * batch are enough: VGG's 2x2-map layers (N * 4 positions) run faster on Winograd than on
+ * im2col's 9 taps of which only 4 touch the map, at batch 32 and 64 alike (vgg16 step +8%, 1
+ * thread; NOTES "Winograd on VGG's 2x2 maps"). The bound was N*P*Q >= 512 before. */
 static bool use_wino(const conv2d_shape *s) {
     if (g_algo == CONV2D_ALGO_IM2COL || g_algo == CONV2D_ALGO_DIRECT || !conv2d_wino_applicable(s))
         return false;
     if (g_algo == CONV2D_ALGO_WINOGRAD) return true;
-    return s->C >= 16 && s->K >= 16 && (long)s->N * s->P * s->Q >= 512;
+    return s->C >= 16 && s->K >= 16 && (long)s->N * s->P * s->Q >= 64;
 }
 
 /* Direct convolution for small stride-1 layers: below ~160 taps and 16 output channels the
