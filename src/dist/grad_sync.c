@@ -39,7 +39,6 @@ struct dp_grad_sync {
     float *grad;
     bucket *buckets;
     int n_buckets;
-    int *tail_starts; /* layout() scratch: first tensor of each tail bucket, last one first */
     int next_to_post;
     bool overlap, active;
     size_t total;
@@ -86,9 +85,10 @@ static void layout(dp_grad_sync *g, const dp_model *m, size_t first_bytes, size_
     size_t first = first_bytes / sizeof(float), big = bucket_bytes / sizeof(float);
     if (first == 0) first = 1;
     const int head_end = fill_forward(m, 0, n, first);
-    // tail bucket starts, from the last bucket backwards (at most one per tensor)
-    int *starts = g->tail_starts, n_tail = 0, lo = n;
-    for (size_t limit = first; limit < big && lo > head_end; limit *= 2) {
+    // tail bucket starts, from the last bucket backwards; the limit doubles from >= 1 float
+    // while below a size_t, so there are fewer than 64
+    int starts[64], n_tail = 0, lo = n;
+    for (size_t limit = first; limit < big && lo > head_end && n_tail < 64; limit *= 2) {
         lo = fill_backward(m, head_end, lo, limit);
         starts[n_tail++] = lo;
     }
@@ -106,8 +106,7 @@ dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m,
     dp_grad_sync *g = calloc(1, sizeof *g);
     if (!g) return dp_fail(err, DP_ERR_NOMEM, "grad sync: out of memory");
     g->buckets = calloc((size_t)m->n_params + 1, sizeof(bucket));
-    g->tail_starts = calloc((size_t)m->n_params + 1, sizeof(int));
-    if (!g->buckets || !g->tail_starts) {
+    if (!g->buckets) {
         dp_grad_sync_free(g);
         return dp_fail(err, DP_ERR_NOMEM, "grad sync: out of memory");
     }
@@ -123,7 +122,6 @@ dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m,
 void dp_grad_sync_free(dp_grad_sync *g) {
     if (!g) return;
     free(g->buckets);
-    free(g->tail_starts);
     free(g);
 }
 

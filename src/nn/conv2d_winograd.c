@@ -475,6 +475,11 @@ static size_t dw_whole_scratch(long T, long rows) {
     return round16((size_t)(32 * T + 8 * rows + 64)); // input_block's; dy_block needs 12 T
 }
 
+// floats of one thread's part in the whole-batch dW: its dU chunk [16, kc, C] and scratch
+static size_t dw_whole_thread_floats(int C, int kc, long T, long rows) {
+    return round16((size_t)16 * kc * C) + dw_whole_scratch(T, rows);
+}
+
 /* floats the whole-batch dW needs with nt threads (0 if it does not pay: dU no larger than V
  * and D of all tiles, where the blocked path's dU stays in cache anyway) */
 static size_t dw_whole_floats(const conv2d_shape *s, int nt) {
@@ -482,7 +487,7 @@ static size_t dw_whole_floats(const conv2d_shape *s, int nt) {
     if (T * (s->C + s->K) > (long)s->K * s->C) return 0;
     const int kc = dw_chunk_channels(s->C, s->K);
     return round16((size_t)16 * (s->C + s->K) * T) +
-           (size_t)nt * (round16((size_t)16 * kc * s->C) + dw_whole_scratch(T, s->N * TH));
+           (size_t)nt * dw_whole_thread_floats(s->C, kc, T, (long)s->N * TH);
 }
 
 static void dw_whole(const conv2d_shape *s, const float *x, const float *dy, float *dw, float *ws,
@@ -493,7 +498,7 @@ static void dw_whole(const conv2d_shape *s, const float *x, const float *dy, flo
     const size_t vstride = (size_t)C * T, dstride = (size_t)K * T;
     float *V = ws, *D = V + 16 * vstride; // [16, C, T], [16, K, T]
     float *own = ws + round16(16 * (vstride + dstride));
-    const size_t own_floats = round16((size_t)16 * kc * C) + dw_whole_scratch(T, rows);
+    const size_t own_floats = dw_whole_thread_floats(C, kc, T, rows);
 #pragma omp parallel num_threads(nt)
     {
         float *dU = own + (size_t)omp_get_thread_num() * own_floats; // [16, kc, C]

@@ -46,24 +46,26 @@ static secular_sums secular_eval(int K, int split, const double *d, const double
     return (secular_sums){psi, dpsi, phi, dphi};
 }
 
-/* The step eta in (lo_pole, hi_pole) (distances from x to the two model poles, lo_pole < 0 <
- * hi_pole) at which c + a / (lo_pole - eta) + b / (hi_pole - eta) = 0; NAN if rounding put it
- * outside. The model rises from -inf to +inf there, so exactly one root lies inside. */
-static double two_pole_step(double c, double a, double b, double lo_pole, double hi_pole) {
+/* The step eta in (lo, hi) at which the model c + a / (lo_pole - eta) + b / (hi_pole - eta)
+ * vanishes (lo_pole < hi_pole are the distances from x to the model's poles); NAN if no root of
+ * the model lies there. Between the poles the model rises from -inf to +inf, so the interval
+ * (lo_pole, hi_pole) holds exactly one root; right of both it rises to c, so (hi_pole, +inf)
+ * holds one if c > 0. Both roots of the quadratic are formed without cancellation. */
+static double model_step(double c, double a, double b, double lo_pole, double hi_pole, double lo,
+                         double hi) {
     // c eta^2 - B eta + Cq = 0
     double B = c * (lo_pole + hi_pole) + a + b;
     double Cq = c * lo_pole * hi_pole + a * hi_pole + b * lo_pole;
-    double eta;
+    double e1, e2;
     if (c == 0) {
-        eta = Cq / B;
+        e1 = e2 = Cq / B;
     } else {
         double disc = B * B - 4 * c * Cq;
-        double s = sqrt(disc > 0 ? disc : 0);
-        double q = B >= 0 ? B + s : B - s; // no cancellation in q
-        double e1 = q / (2 * c), e2 = q != 0 ? 2 * Cq / q : NAN;
-        eta = e1 > lo_pole && e1 < hi_pole ? e1 : e2;
+        double q = B + copysign(sqrt(disc > 0 ? disc : 0), B);
+        e1 = q / (2 * c), e2 = q != 0 ? 2 * Cq / q : NAN;
     }
-    return eta > lo_pole && eta < hi_pole ? eta : NAN;
+    if (e1 > lo && e1 < hi) return e1;
+    return e2 > lo && e2 < hi ? e2 : NAN;
 }
 
 /* Root i of g, as origin + tau. Returns 0 when converged, 1 when the caller should fall back. */
@@ -100,30 +102,19 @@ static int secular_root(int K, int i, const double *d, const double *zz, double 
         else
             hi = tau;
         if (hi - lo <= 4 * DBL_EPSILON * fmax(fabs(lo), fabs(hi))) break;
-        // model poles: d_i and d_{i+1}, or for the last root d_{K-2} and d_{K-1}
-        int p = last ? i - 1 : i; // >= 0: K >= 2 here
-        double eta = NAN;
-        {
-            double dlo = (d[p] - origin) - tau, dhi = (d[p + 1] - origin) - tau;
-            double dpsi_lo = s.dpsi, dphi_hi = s.dphi;
-            if (last) { // psi holds all poles: give the model's right pole only z_{K-1}'s slope
-                double r = 1.0 / dhi;
-                dphi_hi = zz[K - 1] * r * r, dpsi_lo = s.dpsi - dphi_hi;
-            }
-            double a = dlo * dlo * dpsi_lo, b = dhi * dhi * dphi_hi;
-            double c = g - dlo * dpsi_lo - dhi * dphi_hi;
-            if (last) {
-                // the root lies right of both poles: the model rises to c there
-                double bb = c * (dlo + dhi) + a + b, cq = c * dlo * dhi + a * dhi + b * dlo;
-                double disc = bb * bb - 4 * c * cq;
-                if (c > 0 && disc >= 0) { // the larger root, without cancellation
-                    double sq = sqrt(disc);
-                    eta = bb >= 0 ? (bb + sq) / (2 * c) : 2 * cq / (bb - sq);
-                }
-            } else {
-                eta = two_pole_step(c, a, b, dlo, dhi);
-            }
+        // model poles: d_i and d_{i+1}, or for the last root d_{K-2} and d_{K-1} (K >= 2 here)
+        const int p = last ? i - 1 : i;
+        double dlo = (d[p] - origin) - tau, dhi = (d[p + 1] - origin) - tau;
+        double dpsi_lo = s.dpsi, dphi_hi = s.dphi;
+        if (last) { // psi holds all poles: give the model's right pole only z_{K-1}'s slope
+            double r = 1.0 / dhi;
+            dphi_hi = zz[K - 1] * r * r, dpsi_lo = s.dpsi - dphi_hi;
         }
+        double a = dlo * dlo * dpsi_lo, b = dhi * dhi * dphi_hi;
+        double c = g - dlo * dpsi_lo - dhi * dphi_hi;
+        // between the poles, or right of both for the last root
+        double eta = last ? model_step(c, a, b, dlo, dhi, dhi, INFINITY)
+                          : model_step(c, a, b, dlo, dhi, dlo, dhi);
         double next = tau + eta;
         if (!(next > lo && next < hi)) next = (lo + hi) / 2; // NAN also lands here
         if (next == tau) break;
