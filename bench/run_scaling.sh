@@ -6,9 +6,12 @@
 #                        [--quick] [--out DIR] [--first-round K]
 #
 # Parts (all by default):
-#   shm  dprune 1x1, 1x2 (1 rank x 2 threads), 2x1 (2 ranks x 1 thread, shared memory)
+#   shm  dprune 1x1, 1x2 (1 rank x 2 threads), 2x1 (2 ranks x 1 thread) with the default
+#        gradient route (dist.allreduce = auto: the shared-memory window on one node), and
+#        2x1 with dist.allreduce = mpi over Open MPI's shared-memory BTL (transport "vader")
 #   ddp  bench/peer_ddp.py 1x1 and 2x1 (gloo over loopback TCP, the only CPU transport it has)
-#   tcp  dprune vgg16 2x1 over Open MPI's TCP BTL (--mca btl tcp,self), dist.overlap true/false,
+#   tcp  dprune vgg16 2x1 over Open MPI's TCP BTL (--mca btl tcp,self, dist.allreduce = mpi),
+#        dist.overlap true/false,
 #        each also with dist.watchdog_seconds = 0 (transport "tcp-wd0": a plain MPI_Wait instead
 #        of the watchdog's MPI_Test loop, which naps 50 us between tests after the first 100 us)
 #   allreduce  bench_allreduce, 2 ranks, shared memory and TCP (once, before the rounds)
@@ -92,11 +95,12 @@ steps_of() {
 LOG_EVERY=${LOG_EVERY:-2}
 [ $quick = 1 ] && LOG_EVERY=1
 
-# dprune MODEL RANKS THREADS TRANSPORT(shm|tcp|tcp-wd0) OVERLAP(true|false) ROUND
+# dprune MODEL RANKS THREADS TRANSPORT(shm|vader|tcp|tcp-wd0) OVERLAP(true|false) ROUND
 dprune_run() {
-    local model=$1 ranks=$2 threads=$3 transport=$4 overlap=$5 round=$6 wd=""
+    local model=$1 ranks=$2 threads=$3 transport=$4 overlap=$5 round=$6 wd="" route=mpi
     local batch steps tag dir cfg
     [ "$transport" = tcp-wd0 ] && wd="watchdog_seconds = 0;"
+    [ "$transport" = shm ] && route=auto
     batch=$(batch_of "$model") steps=$(steps_of "$model")
     tag=dprune-$model-${ranks}x$threads-$transport-ov$overlap-r$round
     dir=$out/runs/$tag cfg=$out/cfg/$tag.cfg
@@ -109,10 +113,10 @@ data: { dataset = "cifar10"; path = "$DATA"; limit_train = $((batch * steps)); l
         crop_pad = 4; flip = true; };
 model: { arch = "$model"; };
 train: { epochs = 1; batch = $batch; lr = 0.05; momentum = 0.9; weight_decay = 5e-4; };
-dist: { overlap = $overlap; $wd };
+dist: { allreduce = "$route"; overlap = $overlap; $wd };
 EOF
     local mca=($MCA_EXTRA)
-    [ "$transport" != shm ] && mca+=(--mca btl tcp,self)
+    case $transport in tcp*) mca+=(--mca btl tcp,self) ;; esac
     quiet_gate
     if ! OMP_NUM_THREADS=$threads measure "$root/launch/mpirun" "$ranks" "${mca[@]}" "$BUILD/dprune" \
         "$cfg" >"$out/cfg/$tag.log" 2>&1; then
@@ -157,7 +161,7 @@ for m in $models; do
     for p in $parts; do
         case $p in
             shm) jobs+=("dprune_run $m 1 1 shm true" "dprune_run $m 1 2 shm true"
-                        "dprune_run $m 2 1 shm true") ;;
+                        "dprune_run $m 2 1 shm true" "dprune_run $m 2 1 vader true") ;;
             ddp) jobs+=("ddp_run $m 1" "ddp_run $m 2") ;;
             tcp) [ "$m" = vgg16 ] && jobs+=("dprune_run $m 2 1 tcp true" "dprune_run $m 2 1 tcp false"
                                             "dprune_run $m 2 1 tcp-wd0 true"

@@ -52,15 +52,19 @@ def main():
     print(f"Throughput (img/s, global batch: resnet20 128, vgg16 64; median of {rounds} rounds)\n")
     print("| model | impl | 1x1 | 1x2 | 2x1 | 2x1 / 1x2 | efficiency 2x1 / (2 x 1x1) |")
     print("|---|---|---|---|---|---|---|")
+    # dprune's 2x1 with its default route (shm: the shared-memory window) and with MPI over
+    # the shared-memory BTL (vader); both against the same 1x1 / 1x2 runs
+    labels = {"shm": "dprune", "vader": "dprune, dist.allreduce = mpi", "tcp-gloo": "PyTorch DDP (gloo)"}
     for m in models:
-        for impl, tr in (("dprune", "shm"), ("ddp", "tcp-gloo")):
-            k = lambda s: (impl, m, s, tr, "true")
-            if not ips.get(k("1x1")) and not ips.get(k("2x1")):
+        for impl, tr in (("dprune", "shm"), ("dprune", "vader"), ("ddp", "tcp-gloo")):
+            one = lambda s: (impl, m, s, "tcp-gloo" if impl == "ddp" else "shm", "true")
+            two = (impl, m, "2x1", tr, "true")
+            if not ips.get(two):
                 continue
-            print(f"| {m} | {impl if impl == 'dprune' else 'PyTorch DDP (gloo)'} "
-                  f"| {fmt(med(ips, k('1x1')))} | {fmt(med(ips, k('1x2')))} "
-                  f"| {fmt(med(ips, k('2x1')))} | {ratio(k('2x1'), k('1x2')) if impl == 'dprune' else '-'} "
-                  f"| {ratio(k('2x1'), k('1x1'), 1.0, 2.0)} |")
+            print(f"| {m} | {labels[tr]} "
+                  f"| {fmt(med(ips, one('1x1')))} | {fmt(med(ips, one('1x2')))} "
+                  f"| {fmt(med(ips, two))} | {ratio(two, one('1x2')) if impl == 'dprune' else '-'} "
+                  f"| {ratio(two, one('1x1'), 1.0, 2.0)} |")
     if others:
         print(f"\nOther processes on the machine during the runs: median {statistics.median(others):.2f} "
               f"cores, max {max(others):.2f} (of 2); runs with > 0.3: "
@@ -81,7 +85,7 @@ def main():
         print("| model | transport | dist.overlap | img/s | comm_wait ms/step |")
         print("|---|---|---|---|---|")
         for m in models:
-            for tr, ov in (("shm", "true"), ("tcp", "true"), ("tcp", "false"),
+            for tr, ov in (("shm", "true"), ("vader", "true"), ("tcp", "true"), ("tcp", "false"),
                            ("tcp-wd0", "true"), ("tcp-wd0", "false")):
                 k = ("dprune", m, "2x1", tr, ov)
                 if ips.get(k):

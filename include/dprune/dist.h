@@ -42,11 +42,32 @@ const char *dp_dist_library_version(char *buf, size_t n);
  * tensor, min and max allreduced; names the first tensor that differs. */
 dp_status dp_dist_check_identical(dp_dist *d, const dp_model *m, dp_error *err);
 
-/* ---- gradient allreduce in buckets, overlapped with backward ---- */
+/* ---- gradient allreduce in buckets, overlapped with backward ----
+ * Two routes to the same sum:
+ *   mpi  buckets posted with MPI_Iallreduce while backward runs (overlap), or one blocking
+ *        allreduce after it (overlap = false, for comparison);
+ *   shm  for jobs on one node: the model's gradient buffer is replaced by this rank's slot
+ *        of an MPI-3 shared-memory window until dp_grad_sync_free (which puts the model's own
+ *        buffer back, holding the current values), and finish() sums the slots in place
+ *        after backward (src/dist/shm_sum.c): no copies through MPI, ~1/3 of the memory
+ *        traffic. Buckets and overlap do not apply.
+ *   auto shm when every rank is on one node and the window fits in the backing directory
+ *        (/dev/shm), else mpi; rank 0 says why when it falls back. */
+typedef enum { DP_SUM_AUTO, DP_SUM_MPI, DP_SUM_SHM } dp_sum_route;
+typedef struct {
+    size_t first_bytes, bucket_bytes; /* the first bucket, the ones after it */
+    bool overlap;
+    dp_sum_route route;
+} dp_grad_sync_opts;
+
 typedef struct dp_grad_sync dp_grad_sync;
-dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m, size_t first_bytes,
-                              size_t bucket_bytes, bool overlap, dp_error *err);
+/* Collective when d has more than one rank (d may be NULL: the bucket layout only). */
+dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, dp_model *m,
+                              const dp_grad_sync_opts *o, dp_error *err);
+/* Collective on the shm route. */
 void dp_grad_sync_free(dp_grad_sync *g);
+/* "shared memory" or "MPI buckets" (or "MPI, blocking"), for the start-up line. */
+const char *dp_grad_sync_route(const dp_grad_sync *g);
 int dp_grad_sync_buckets(const dp_grad_sync *g);
 /* Bucket b (0 = posted first): its first float in the gradient buffer, its size in floats,
  * and the earliest node whose gradients it holds (it is posted when that node is done). */
@@ -60,6 +81,9 @@ void dp_grad_sync_node_done(dp_grad_sync *g, int node);
 dp_status dp_grad_sync_finish(dp_grad_sync *g, dp_error *err);
 /* Seconds blocked in finish() since the last reset: communication that was not hidden. */
 double dp_grad_sync_wait_seconds(const dp_grad_sync *g);
+/* Seconds spent posting and progressing buckets between layers (the mpi route's share of
+ * the communication work done on the computing thread during backward). */
+double dp_grad_sync_progress_seconds(const dp_grad_sync *g);
 void dp_grad_sync_reset_timers(dp_grad_sync *g);
 
 /* ---- rank-count-independent sums of statistics ----

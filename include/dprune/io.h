@@ -83,6 +83,7 @@ typedef struct {
 } dp_train_config;
 
 typedef struct {
+    char allreduce[8];       /* gradient sum: "auto" | "mpi" | "shm" (dp_sum_route) */
     bool overlap;            /* bucketed non-blocking allreduce during backward */
     double bucket_mb;        /* bucket size after the first */
     double first_bucket_mb;  /* the first bucket is small so communication starts early */

@@ -22,10 +22,12 @@ int app_cmd_train(dp_app *app) {
     if (st == DP_OK && app->dist.rank == 0)
         fprintf(stderr,
                 "dprune %s: %s on %s, %d ranks x %d threads, OpenBLAS core %s, %lld params, "
-                "%.1f MFLOPs/sample, %lld train / %lld val / %lld test images\n",
+                "%.1f MFLOPs/sample, %lld train / %lld val / %lld test images, gradients summed "
+                "by %s\n",
                 DPRUNE_VERSION, m.arch, c->data.dataset, app->dist.world, app->threads,
                 dp_blas_corename(), (long long)dp_model_params(&m), dp_model_flops(&m) / 1e6,
-                (long long)data.train.n, (long long)data.val.n, (long long)data.test.n);
+                (long long)data.train.n, (long long)data.val.n, (long long)data.test.n,
+                t.sync ? dp_grad_sync_route(t.sync) : "none (1 rank)");
     t.bn_l1 = c->prune.bn_l1;
     if (st == DP_OK) st = trainer_resume(&t, &m, &err);
     /* a run resumed in a fine-tuning phase has finished training (and the rounds before) */

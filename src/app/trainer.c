@@ -295,6 +295,8 @@ dp_status trainer_run(trainer *t, dp_error *err) {
                 double lr = dp_lr_at(t->tc, step, steps_per_epoch);
                 double wait_ms =
                     t->sync ? 1e3 * dp_grad_sync_wait_seconds(t->sync) / window_steps : 0;
+                double progress_ms =
+                    t->sync ? 1e3 * dp_grad_sync_progress_seconds(t->sync) / window_steps : 0;
                 if (t->sync) dp_grad_sync_reset_timers(t->sync);
                 char pcc_text[48], pcc_json[96];
                 trainer_pcc_format(t, stats[4], stats[2], pcc_text, sizeof pcc_text, pcc_json,
@@ -309,9 +311,9 @@ dp_status trainer_run(trainer *t, dp_error *err) {
                     t->metrics,
                     "\"type\":\"train\",\"phase\":\"%s\",\"epoch\":%d,\"step\":%lld,\"loss\":%.6f,"
                     "\"acc\":%.6f,\"lr\":%.8g,\"images_per_s\":%.1f,"
-                    "\"comm_wait_ms\":%.3f%s",
+                    "\"comm_wait_ms\":%.3f,\"comm_progress_ms\":%.3f%s",
                     t->phase, epoch + 1, (long long)step + 1, stats[0] / stats[2],
-                    stats[1] / stats[2], lr, ips, wait_ms, pcc_json);
+                    stats[1] / stats[2], lr, ips, wait_ms, progress_ms, pcc_json);
                 window_t = now, window_images = 0, window_steps = 0;
             }
         }
@@ -355,6 +357,19 @@ dp_status trainer_run(trainer *t, dp_error *err) {
     return st;
 }
 
+/* The gradient sum over ranks (none on one rank), as dist.* asks. Collective. */
+static dp_status create_grad_sync(trainer *t, dp_error *err) {
+    const dp_dist_config *dc = &t->app->cfg.dist;
+    if (t->app->dist.world == 1) return DP_OK;
+    dp_grad_sync_opts o = {.first_bytes = (size_t)(dc->first_bucket_mb * 1e6),
+                           .bucket_bytes = (size_t)(dc->bucket_mb * 1e6),
+                           .overlap = dc->overlap,
+                           .route = strcmp(dc->allreduce, "mpi") == 0   ? DP_SUM_MPI
+                                    : strcmp(dc->allreduce, "shm") == 0 ? DP_SUM_SHM
+                                                                        : DP_SUM_AUTO};
+    return dp_grad_sync_create(&t->sync, &t->app->dist, t->m, &o, err);
+}
+
 dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, dp_error *err) {
     const dp_config *c = &app->cfg;
     memset(t, 0, sizeof *t);
@@ -385,9 +400,7 @@ dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, 
     t->hooks = (dp_exec_hooks){.ctx = t,
                                .node_backward_done = on_node_backward_done,
                                .bn_allreduce = c->dist.sync_bn ? on_bn_allreduce : NULL};
-    if (st == DP_OK && app->dist.world > 1)
-        st = dp_grad_sync_create(&t->sync, &app->dist, m, (size_t)(c->dist.first_bucket_mb * 1e6),
-                                 (size_t)(c->dist.bucket_mb * 1e6), c->dist.overlap, err);
+    if (st == DP_OK) st = create_grad_sync(t, err);
     if ((st = dp_dist_check(&app->dist, st, err)) != DP_OK) return st;
     st = app->dist.rank == 0 ? trainer_open_metrics(t, err) : DP_OK;
     if (st == DP_OK && app->dist.rank == 0)
@@ -396,7 +409,6 @@ dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, 
 }
 
 dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err) {
-    const dp_config *c = &t->app->cfg;
     int cap = t->act.cap;
     if (t->act.out) dp_activations_free(&t->act, t->m);
     dp_grad_sync_free(t->sync);
@@ -406,10 +418,7 @@ dp_status trainer_replace_model(trainer *t, dp_model *fresh, dp_error *err) {
     *t->m = *fresh; /* the caller's model now is the new one */
     memset(fresh, 0, sizeof *fresh);
     dp_status st = dp_activations_alloc(&t->act, t->m, cap, err);
-    if (st == DP_OK && t->app->dist.world > 1)
-        st = dp_grad_sync_create(&t->sync, &t->app->dist, t->m,
-                                 (size_t)(c->dist.first_bucket_mb * 1e6),
-                                 (size_t)(c->dist.bucket_mb * 1e6), c->dist.overlap, err);
+    if (st == DP_OK) st = create_grad_sync(t, err);
     return dp_dist_check(&t->app->dist, st, err);
 }
 

@@ -22,8 +22,10 @@
  * of all the layers below it to complete in. vgg16 (1 MB / 25 MB): 1.1, 18.9, 18.9, 9.4,
  * 7.1, 3.5, 1.0 MB instead of 1.1, 28.3, 26.0, 4.6 MB. */
 #include "dprune/dist.h"
+#include "shm_sum.h"
 #include "watchdog.h"
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,7 +44,13 @@ struct dp_grad_sync {
     int next_to_post;
     bool overlap, active;
     size_t total;
-    double wait_seconds; /* time spent blocked in finish() (communication not hidden) */
+    double wait_seconds;     /* time spent blocked in finish() (communication not hidden) */
+    double progress_seconds; /* time spent posting and testing during backward */
+    /* the shm route: the window, the model whose gradient buffer is the slot meanwhile, and
+     * that model's own buffer, put back by free() */
+    dp_shm_sum *shm;
+    dp_model *model;
+    float *own_grad;
 };
 
 /* floats from the start of tensor a to the start of tensor b (b = n_params: the end),
@@ -101,8 +109,56 @@ static void layout(dp_grad_sync *g, const dp_model *m, size_t first_bytes, size_
     for (int t = n_tail - 1; t >= 0; t--) add_bucket(g, m, starts[t], t > 0 ? starts[t - 1] : n);
 }
 
-dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m, size_t first_bytes,
-                              size_t bucket_bytes, bool overlap, dp_error *err) {
+/* The route for `want` on this job: shm needs every rank on one node and room for the window.
+ * Collective. On a fallback from auto, rank 0 says why. */
+static dp_status choose_route(dp_dist *d, size_t floats, dp_sum_route want, dp_sum_route *route,
+                              dp_error *err) {
+    *route = DP_SUM_MPI;
+    if (want == DP_SUM_MPI || !d || d->world == 1) return DP_OK;
+    const char *why = NULL;
+    char reason[256];
+    if (!dp_shm_single_node(d)) {
+        why = "the ranks run on more than one node";
+    } else {
+        size_t need = (size_t)d->world * (floats + 16) * sizeof(float), have = 0;
+        int ok = dp_shm_room(dp_shm_backing_dir(), need, &have), all = ok;
+        MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, d->comm);
+        if (!all) {
+            snprintf(reason, sizeof reason,
+                     "%s has %zu MB free, the gradient window needs %zu MB plus slack (mount a "
+                     "larger one or point OMPI_MCA_osc_sm_backing_directory elsewhere)",
+                     dp_shm_backing_dir(), have >> 20, need >> 20);
+            why = reason;
+        }
+    }
+    if (!why) {
+        *route = DP_SUM_SHM;
+        return DP_OK;
+    }
+    if (want == DP_SUM_SHM)
+        return dp_fail(err, DP_ERR_CONFIG,
+                       "dist.allreduce = \"shm\" cannot be used: %s; set it to \"auto\" or "
+                       "\"mpi\"",
+                       why);
+    if (d->rank == 0) fprintf(stderr, "dprune: note: gradients summed with MPI: %s\n", why);
+    return DP_OK;
+}
+
+/* The shm route: the model computes its gradients straight into this rank's window slot. */
+static dp_status borrow_gradient_buffer(dp_grad_sync *g, dp_dist *d, dp_model *m, dp_error *err) {
+    float *slot = NULL;
+    dp_status st = dp_shm_sum_create(&g->shm, d, m->n_param_floats, &slot, err);
+    if (st != DP_OK) return st;
+    memcpy(slot, m->grad_data, sizeof(float) * m->n_param_floats);
+    g->model = m;
+    g->own_grad = m->grad_data;
+    m->grad_data = g->grad = slot;
+    return DP_OK;
+}
+
+dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, dp_model *m,
+                              const dp_grad_sync_opts *o, dp_error *err) {
+    *out = NULL;
     dp_grad_sync *g = calloc(1, sizeof *g);
     if (!g) return dp_fail(err, DP_ERR_NOMEM, "grad sync: out of memory");
     g->buckets = calloc((size_t)m->n_params + 1, sizeof(bucket));
@@ -112,17 +168,33 @@ dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, const dp_model *m,
     }
     g->dist = d;
     g->grad = m->grad_data;
-    g->overlap = overlap;
+    g->overlap = o->overlap;
     g->total = m->n_param_floats;
-    layout(g, m, first_bytes, bucket_bytes);
+    layout(g, m, o->first_bytes, o->bucket_bytes);
+    dp_sum_route route;
+    dp_status st = choose_route(d, m->n_param_floats, o->route, &route, err);
+    if (st == DP_OK && route == DP_SUM_SHM) st = borrow_gradient_buffer(g, d, m, err);
+    if (st != DP_OK) {
+        dp_grad_sync_free(g);
+        return st;
+    }
     *out = g;
     return DP_OK;
 }
 
 void dp_grad_sync_free(dp_grad_sync *g) {
     if (!g) return;
+    if (g->shm) {
+        memcpy(g->own_grad, g->grad, sizeof(float) * g->total);
+        g->model->grad_data = g->own_grad;
+        dp_shm_sum_free(g->shm);
+    }
     free(g->buckets);
     free(g);
+}
+
+const char *dp_grad_sync_route(const dp_grad_sync *g) {
+    return g->shm ? "shared memory" : g->overlap ? "MPI buckets" : "MPI, blocking";
 }
 
 int dp_grad_sync_buckets(const dp_grad_sync *g) {
@@ -138,7 +210,7 @@ void dp_grad_sync_bucket(const dp_grad_sync *g, int b, size_t *offset, size_t *f
 
 void dp_grad_sync_begin(dp_grad_sync *g) {
     g->next_to_post = 0;
-    g->active = g->overlap;
+    g->active = g->overlap && !g->shm;
     for (int b = 0; b < g->n_buckets; b++) g->buckets[b].posted = false;
 }
 
@@ -150,6 +222,7 @@ static void post(dp_grad_sync *g, bucket *b) {
 
 void dp_grad_sync_node_done(dp_grad_sync *g, int node) {
     if (!g->active) return;
+    double t0 = dp_now_seconds();
     while (g->next_to_post < g->n_buckets && g->buckets[g->next_to_post].min_node >= node)
         post(g, &g->buckets[g->next_to_post++]);
     /* drive progress of what is in flight (Open MPI progresses non-blocking collectives only
@@ -159,10 +232,16 @@ void dp_grad_sync_node_done(dp_grad_sync *g, int node) {
         int done = 0;
         MPI_Test(&g->buckets[b].req, &done, MPI_STATUS_IGNORE);
     }
+    g->progress_seconds += dp_now_seconds() - t0;
 }
 
 dp_status dp_grad_sync_finish(dp_grad_sync *g, dp_error *err) {
     double t0 = dp_now_seconds();
+    if (g->shm) {
+        dp_status st = dp_shm_sum_run(g->shm, err);
+        g->wait_seconds += dp_now_seconds() - t0;
+        return st;
+    }
     if (!g->overlap) {
         /* the comparison mode: one blocking allreduce of the whole buffer */
         dp_status st = dp_dist_sum_float(g->dist, g->grad, g->total, err);
@@ -183,6 +262,10 @@ double dp_grad_sync_wait_seconds(const dp_grad_sync *g) {
     return g->wait_seconds;
 }
 
+double dp_grad_sync_progress_seconds(const dp_grad_sync *g) {
+    return g->progress_seconds;
+}
+
 void dp_grad_sync_reset_timers(dp_grad_sync *g) {
-    g->wait_seconds = 0;
+    g->wait_seconds = g->progress_seconds = 0;
 }

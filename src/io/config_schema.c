@@ -134,6 +134,12 @@ static const dp_setting dp_schema[] = {
           "Fine-tuning after pruning always trains with CE only."),
 
     /* ---- dist ---- */
+    ENUM(dist, allreduce, "auto", "auto|mpi|shm",
+         "How gradients are summed over ranks. mpi = MPI_Iallreduce in buckets (overlap, "
+         "bucket_mb); shm = every rank's gradient buffer is its slot of a shared-memory window "
+         "and the ranks sum it in place after backward (ranks on one node only; about a third "
+         "of the memory traffic); auto = shm when all ranks share one node and /dev/shm has "
+         "room, else mpi."),
     BOOL(dist, overlap, true,
          "Allreduce gradients in buckets posted during backward (overlapping compute); "
          "false = one blocking allreduce after backward, for comparison."),

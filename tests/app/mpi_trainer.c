@@ -2,7 +2,9 @@
  * (No conv bias before a BN here: BN cancels its gradient, so it holds only rounding noise,
  * and a relative difference of noise is meaningless.) Run with 1, 2 and 4 ranks.
  * - W ranks with global batch B == 1 rank with batch B (sync-BN model, augmentation, dropout)
- * - 1 rank with gradient accumulation == W ranks without (model without BN, dropout)
+ * - 1 rank with gradient accumulation == W ranks without (model without BN, dropout), for
+ *   each gradient route: MPI buckets, one blocking MPI allreduce, the shared-memory window
+ *   (the first test runs the default, auto: the window on one node)
  * - all ranks hold bitwise-identical parameters; the same seed twice is bitwise identical
  * - sharded evaluation on W ranks gives exactly the single-rank counts */
 #include "app.h"
@@ -36,7 +38,7 @@ static const char *conf_nobn =
     "  { type = \"linear\"; out = 10; } ); };\n"
     "train = { epochs = 1; batch = 64; accumulation = %d; lr = 0.05; momentum = 0.9;"
     "  eval_every = 0; };\n"
-    "dist = { overlap = %s; };\n";
+    "dist = { allreduce = \"%s\"; overlap = %s; };\n";
 
 #define DIR "/tmp/dprune-test-mpi-trainer"
 
@@ -88,11 +90,11 @@ static void test_ranks_match_one_rank(dp_app *world) {
     app_close_data(&d);
 }
 
-static void test_accumulation_matches_ranks(dp_app *world, bool overlap) {
+static void test_accumulation_matches_ranks(dp_app *world, const char *route, bool overlap) {
     int W = world->dist.world;
     char text[2048];
     /* W ranks, no accumulation */
-    snprintf(text, sizeof text, conf_nobn, 1, overlap ? "true" : "false");
+    snprintf(text, sizeof text, conf_nobn, 1, route, overlap ? "true" : "false");
     dp_app_data d;
     dp_model m;
     snapshot init, pw;
@@ -102,20 +104,20 @@ static void test_accumulation_matches_ranks(dp_app *world, bool overlap) {
 
     /* 1 rank accumulating W micro-batches (each as large as one rank's share) */
     dp_app self = self_view(world, DIR);
-    snprintf(text, sizeof text, conf_nobn, W, "true");
+    snprintf(text, sizeof text, conf_nobn, W, "auto", "true");
     setup(&self, text, &d, &m);
     snprintf(self.cfg.run.dir, sizeof self.cfg.run.dir, DIR "/self%d", world->dist.rank);
     restore(&m, &init);
     CHECK(train(&self, &d, &m) == DP_OK);
     double rel = worst_rel(&m, pw.params, m.param_data);
     if (world->dist.rank == 0)
-        printf("W=%d ranks (overlap %d) vs 1 rank x %d accumulation: worst relative difference "
-               "%.3g\n",
-               W, overlap, W, rel);
+        printf("W=%d ranks (%s, overlap %d) vs 1 rank x %d accumulation: worst relative "
+               "difference %.3g\n",
+               W, route, overlap, W, rel);
     CHECK_MSG(rel <= 1e-5,
-              "W=%d (overlap %d) vs 1 rank x %d accumulation: worst relative "
+              "W=%d (%s, overlap %d) vs 1 rank x %d accumulation: worst relative "
               "difference %.3g",
-              W, overlap, W, rel);
+              W, route, overlap, W, rel);
     drop(&init), drop(&pw);
     dp_model_free(&m);
     app_close_data(&d);
@@ -125,7 +127,8 @@ int main(int argc, char **argv) {
     dp_app app;
     if (!app_test_init(&argc, &argv, &app)) return 1;
     test_ranks_match_one_rank(&app);
-    test_accumulation_matches_ranks(&app, true);
-    test_accumulation_matches_ranks(&app, false);
+    test_accumulation_matches_ranks(&app, "mpi", true);
+    test_accumulation_matches_ranks(&app, "mpi", false);
+    test_accumulation_matches_ranks(&app, "shm", true);
     return dp_test_finish_mpi(&app.dist);
 }

@@ -31,9 +31,10 @@ static int layout_of(const char *arch, double first_mb, double bucket_mb, double
     dp_model m;
     dp_error err = {0};
     dp_grad_sync *g = NULL;
-    if (build(&m, arch, &err) != DP_OK ||
-        dp_grad_sync_create(&g, NULL, &m, (size_t)(first_mb * MB), (size_t)(bucket_mb * MB), true,
-                            &err) != DP_OK) {
+    dp_grad_sync_opts o = {.first_bytes = (size_t)(first_mb * MB),
+                           .bucket_bytes = (size_t)(bucket_mb * MB),
+                           .overlap = true};
+    if (build(&m, arch, &err) != DP_OK || dp_grad_sync_create(&g, NULL, &m, &o, &err) != DP_OK) {
         CHECK_MSG(false, "%s: %s", arch, err.msg);
         return 0;
     }

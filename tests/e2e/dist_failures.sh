@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Failures on one rank end the whole job quickly with one clear message and a non-zero exit:
 # a corrupt JPEG met by one rank mid-epoch, a NaN loss, a stalled rank (watchdog), replicas
-# that diverge (dist.check_every).
+# that diverge (dist.check_every), a shared-memory gradient route asked for where it cannot work.
 source "$(dirname "$0")/lib/common.sh"
 shared=${DPRUNE_SHARED_DIR:-$SRC/../shared}
 
@@ -48,4 +48,22 @@ fi
 printf '%s\ndist = { check_every = 1; debug_perturb_rank = 1; debug_perturb_step = 3; };\n' "$base" > "$TMP/diverge.cfg"
 run_mpi 2 120 "$TMP/diverge.cfg"
 expect_error "diverged replicas detected" "ranks hold different values of"
+# no room for the shared-memory window: dist.allreduce = "shm" is refused on every rank with
+# the reason; "auto" says why it falls back to MPI and trains
+printf '%s\ndist = { allreduce = "shm"; };\n' "$base" > "$TMP/shm.cfg"
+export OMPI_MCA_osc_sm_backing_directory=/nonexistent-dprune-dir
+run_mpi 2 120 "$TMP/shm.cfg"
+expect_error "shm route without room" 'dist.allreduce = "shm" cannot be used: /nonexistent-dprune-dir has 0 MB free'
+printf '%s\n' "$base" > "$TMP/auto.cfg"
+run_mpi 2 120 "$TMP/auto.cfg"
+if [ "$rc" -eq 0 ] && grep -q "note: gradients summed with MPI: /nonexistent-dprune-dir" "$TMP/out" &&
+   grep -q "gradients summed by MPI buckets" "$TMP/out"; then
+  ok "auto route fell back to MPI and said why"
+else
+  bad "auto route without room: exit $rc"; tail -15 "$TMP/out"
+fi
+unset OMPI_MCA_osc_sm_backing_directory
+run_mpi 2 120 "$TMP/auto.cfg"
+grep -q "gradients summed by shared memory" "$TMP/out" && [ "$rc" -eq 0 ] &&
+  ok "auto route uses the shared-memory window on one node" || bad "auto route: exit $rc"
 finish

@@ -1,0 +1,33 @@
+/* Internal: the sum over ranks of one float buffer per rank, through an MPI-3 shared-memory
+ * window, for jobs whose ranks all share one node. */
+#ifndef DPRUNE_DIST_SHM_SUM_H
+#define DPRUNE_DIST_SHM_SUM_H
+
+#include "dprune/dist.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct dp_shm_sum dp_shm_sum;
+
+/* Whether every rank of d->comm runs on this node (collective). */
+bool dp_shm_single_node(dp_dist *d);
+
+/* Whether `dir` has room for `bytes` more (with some slack for MPI's own segments). On no,
+ * *free_bytes says what it has (0 if it cannot be read). */
+bool dp_shm_room(const char *dir, size_t bytes, size_t *free_bytes);
+
+/* The directory Open MPI places shared-memory windows in. */
+const char *dp_shm_backing_dir(void);
+
+/* Collective. Allocates a window of n floats per rank; *slot is this rank's buffer (64-byte
+ * aligned). Every rank must be on one node (dp_shm_single_node). */
+dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot, dp_error *err);
+
+/* Collective: afterwards every rank's slot holds the elementwise sum over ranks, added in rank
+ * order (bitwise the same on every rank). Waits go through the watchdog. */
+dp_status dp_shm_sum_run(dp_shm_sum *s, dp_error *err);
+
+/* Collective (a watchdog-guarded barrier first, so a lost rank cannot hang it). */
+void dp_shm_sum_free(dp_shm_sum *s);
+
+#endif
