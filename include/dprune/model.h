@@ -6,6 +6,7 @@
 #define DPRUNE_MODEL_H
 
 #include "dprune/core.h"
+#include "dprune/nn.h" /* conv2d_kept */
 #include "dprune/io.h"
 #include <stdbool.h>
 #include <stdint.h>
@@ -178,9 +179,10 @@ typedef struct {
     int32_t **argmax; /* maxpool */
     float *conv_ws;
     size_t conv_ws_floats;
-    double *bn_sums; /* scratch [4 * max C] */
-    bool *zeroed;    /* [n_nodes] backward bookkeeping: gradient buffer already set (zeroed, or
-                        written by the caller: dp_activations_grad_written) */
+    conv2d_kept *conv_kept; /* [n_nodes] Winograd convs: the forward's transformed weights */
+    double *bn_sums;        /* scratch [4 * max C] */
+    bool *zeroed; /* [n_nodes] backward bookkeeping: gradient buffer already set (zeroed, or
+                     written by the caller: dp_activations_grad_written) */
 } dp_activations;
 
 dp_status dp_activations_alloc(dp_activations *a, const dp_model *m, int cap, dp_error *err);

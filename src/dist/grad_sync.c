@@ -117,13 +117,16 @@ static dp_status choose_route(dp_dist *d, size_t floats, dp_sum_route want, dp_s
     if (want == DP_SUM_MPI || !d || d->world == 1) return DP_OK;
     const char *why = NULL;
     char reason[256];
-    if (!dp_shm_single_node(d)) {
+    bool one_node = false;
+    dp_status st = dp_shm_single_node(d, &one_node, err);
+    if (st != DP_OK) return st;
+    if (!one_node) {
         why = "the ranks run on more than one node";
     } else {
         size_t need = (size_t)d->world * (floats + 16) * sizeof(float), have = 0;
-        int ok = dp_shm_room(dp_shm_backing_dir(), need, &have), all = ok;
-        MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, d->comm);
-        if (!all) {
+        int64_t short_of_room = !dp_shm_room(dp_shm_backing_dir(), need, &have);
+        if ((st = dp_dist_sum_i64(d, &short_of_room, 1, err)) != DP_OK) return st;
+        if (short_of_room) {
             snprintf(reason, sizeof reason,
                      "%s has %zu MB free, the gradient window needs %zu MB plus slack (mount a "
                      "larger one or point OMPI_MCA_osc_sm_backing_directory elsewhere)",

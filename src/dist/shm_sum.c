@@ -32,16 +32,17 @@ struct dp_shm_sum {
     size_t n;
 };
 
-bool dp_shm_single_node(dp_dist *d) {
+dp_status dp_shm_single_node(dp_dist *d, bool *yes, dp_error *err) {
     MPI_Comm node;
     int size = 0;
     MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
     MPI_Comm_size(node, &size);
     MPI_Comm_free(&node);
     /* every rank sees its own node; all must see the whole job */
-    int all = size == d->world, every = 0;
-    MPI_Allreduce(&all, &every, 1, MPI_INT, MPI_MIN, d->comm);
-    return every == 1;
+    int64_t apart = size != d->world;
+    dp_status st = dp_dist_sum_i64(d, &apart, 1, err);
+    *yes = st == DP_OK && apart == 0;
+    return st;
 }
 
 const char *dp_shm_backing_dir(void) {

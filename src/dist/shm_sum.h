@@ -9,8 +9,8 @@
 
 typedef struct dp_shm_sum dp_shm_sum;
 
-/* Whether every rank of d->comm runs on this node (collective). */
-bool dp_shm_single_node(dp_dist *d);
+/* *yes: whether every rank of d->comm runs on this node. Collective. */
+dp_status dp_shm_single_node(dp_dist *d, bool *yes, dp_error *err);
 
 /* Whether `dir` has room for `bytes` more (with some slack for MPI's own segments). On no,
  * *free_bytes says what it has (0 if it cannot be read). */

@@ -43,7 +43,8 @@ dp_status dp_activations_alloc(dp_activations *a, const dp_model *m, int cap, dp
     a->dout = calloc((size_t)nn, sizeof(float *));
     a->saved = calloc((size_t)nn, sizeof(float *));
     a->argmax = calloc((size_t)nn, sizeof(int32_t *));
-    if (!a->out || !a->dout || !a->saved || !a->argmax) goto nomem;
+    a->conv_kept = calloc((size_t)nn, sizeof(conv2d_kept));
+    if (!a->out || !a->dout || !a->saved || !a->argmax || !a->conv_kept) goto nomem;
     int threads = dp_threads_count(), maxc = 1;
     for (int i = 1; i < nn; i++) {
         const dp_node *n = &m->nodes[i];
@@ -66,6 +67,8 @@ dp_status dp_activations_alloc(dp_activations *a, const dp_model *m, int cap, dp
             conv_shape(m, n, cap, &s);
             size_t ws = conv2d_workspace_floats(&s, threads);
             if (ws > a->conv_ws_floats) a->conv_ws_floats = ws;
+            size_t kept = conv2d_kept_floats(&s);
+            if (kept > 0 && !(a->conv_kept[i].u = dp_alloc_floats(kept))) goto nomem;
         }
     }
     a->conv_ws = dp_alloc_floats(a->conv_ws_floats);
@@ -87,11 +90,13 @@ void dp_activations_free(dp_activations *a, const dp_model *m) {
             dp_free(a->dout[i]);
             dp_free(a->saved[i]);
             dp_free(a->argmax[i]);
+            if (a->conv_kept) dp_free(a->conv_kept[i].u);
         }
     free(a->out);
     free(a->dout);
     free(a->saved);
     free(a->argmax);
+    free(a->conv_kept);
     dp_free(a->conv_ws);
     free(a->bn_sums);
     free(a->zeroed);
@@ -132,9 +137,9 @@ void dp_model_forward(const dp_model *m, dp_activations *a, const float *x, int 
         case DP_OP_CONV: {
             conv2d_shape s;
             conv_shape(m, n, N, &s);
-            conv2d_forward(&s, in, dp_param_ptr(m, n->p[0]),
-                           n->p[1] >= 0 ? dp_param_ptr(m, n->p[1]) : NULL, y, a->conv_ws,
-                           a->conv_ws_floats);
+            conv2d_forward_keep(&s, in, dp_param_ptr(m, n->p[0]),
+                                n->p[1] >= 0 ? dp_param_ptr(m, n->p[1]) : NULL, y, a->conv_ws,
+                                a->conv_ws_floats, &a->conv_kept[i]);
             break;
         }
         case DP_OP_BN:
@@ -234,9 +239,9 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
         case DP_OP_CONV: {
             conv2d_shape s;
             conv_shape(m, n, N, &s);
-            conv2d_backward(&s, in, dp_param_ptr(m, n->p[0]), dy, dx, dp_grad_ptr(m, n->p[0]),
-                            n->p[1] >= 0 ? dp_grad_ptr(m, n->p[1]) : NULL, a->conv_ws,
-                            a->conv_ws_floats);
+            conv2d_backward_kept(&s, in, dp_param_ptr(m, n->p[0]), dy, dx, dp_grad_ptr(m, n->p[0]),
+                                 n->p[1] >= 0 ? dp_grad_ptr(m, n->p[1]) : NULL, a->conv_ws,
+                                 a->conv_ws_floats, &a->conv_kept[i]);
             break;
         }
         case DP_OP_BN:

@@ -208,9 +208,24 @@ static void col2im_add(const conv2d_shape *s, const float *col, size_t ld, float
 
 /* ---------------- fast kernels */
 
+size_t conv2d_kept_floats(const conv2d_shape *s) {
+    /* what use_wino can choose for some batch size (it grows with N) */
+    return conv2d_wino_applicable(s) && s->C >= 16 && s->K >= 16 ? conv2d_wino_u_floats(s) : 0;
+}
+
 void conv2d_forward(const conv2d_shape *s, const float *x, const float *w, const float *b, float *y,
                     float *ws, size_t ws_floats) {
-    if (use_wino(s) && conv2d_wino_forward(s, x, w, b, y, ws, ws_floats)) return;
+    conv2d_forward_keep(s, x, w, b, y, ws, ws_floats, NULL);
+}
+
+void conv2d_forward_keep(const conv2d_shape *s, const float *x, const float *w, const float *b,
+                         float *y, float *ws, size_t ws_floats, conv2d_kept *keep) {
+    float *u_keep = keep && keep->u && conv2d_kept_floats(s) > 0 ? keep->u : NULL;
+    if (keep) keep->valid = false;
+    if (use_wino(s) && conv2d_wino_forward(s, x, w, b, y, ws, ws_floats, u_keep)) {
+        if (keep) keep->valid = u_keep != NULL;
+        return;
+    }
     if (use_direct(s, false) && conv2d_direct_forward(s, x, w, b, y, ws, ws_floats)) return;
     int nb, nt;
     plan(s, false, ws, ws_floats, &nb, &nt);
@@ -285,11 +300,18 @@ static void bias_grad(const conv2d_shape *s, const float *dy, float *db, int nt)
 
 void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
                      float *dx, float *dw, float *db, float *ws, size_t ws_floats) {
+    conv2d_backward_kept(s, x, w, dy, dx, dw, db, ws, ws_floats, NULL);
+}
+
+void conv2d_backward_kept(const conv2d_shape *s, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, float *db, float *ws, size_t ws_floats,
+                          const conv2d_kept *keep) {
     /* Winograd dW then dx, one after the other in the same workspace; a workspace too small
      * for Winograd (sized for another shape) falls back to im2col. */
     if (ws && use_wino(s) && ws_floats >= conv2d_wino_workspace_floats(s, 1)) {
+        const float *u_kept = keep && keep->valid ? keep->u : NULL;
         conv2d_wino_backward_dw(s, x, dy, dw, ws, ws_floats);
-        if (dx) conv2d_wino_backward_dx(s, w, dy, dx, ws, ws_floats);
+        if (dx) conv2d_wino_backward_dx(s, w, dy, dx, ws, ws_floats, u_kept);
         if (db) bias_grad(s, dy, db, omp_get_max_threads());
         return;
     }

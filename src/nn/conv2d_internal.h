@@ -9,16 +9,20 @@
 bool conv2d_wino_applicable(const conv2d_shape *s);
 /* floats the forward and the dx backward need for nthreads threads (same for both) */
 size_t conv2d_wino_workspace_floats(const conv2d_shape *s, int nthreads);
-/* y = conv(x, w) + b. Returns false (and does nothing) if ws cannot hold one thread's part. */
+/* floats of the transformed weights U [16, K, C] */
+size_t conv2d_wino_u_floats(const conv2d_shape *s);
+/* y = conv(x, w) + b. Returns false (and does nothing) if ws cannot hold one thread's part.
+ * U goes to u_keep (conv2d_wino_u_floats) if given, else into ws. */
 bool conv2d_wino_forward(const conv2d_shape *s, const float *x, const float *w, const float *b,
-                         float *y, float *ws, size_t ws_floats);
+                         float *y, float *ws, size_t ws_floats, float *u_keep);
 /* dw += the weight gradient (exact gradient of the Winograd forward). Returns false if ws is
  * too small. Deterministic for a given thread count. */
 bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float *dy, float *dw,
                              float *ws, size_t ws_floats);
-/* dx += conv_transpose(dy, w), i.e. the input gradient. Returns false if ws is too small. */
+/* dx += conv_transpose(dy, w), i.e. the input gradient. Returns false if ws is too small.
+ * u_kept: the forward's U of these weights (then w is not transformed again), or NULL. */
 bool conv2d_wino_backward_dx(const conv2d_shape *s, const float *w, const float *dy, float *dx,
-                             float *ws, size_t ws_floats);
+                             float *ws, size_t ws_floats, const float *u_kept);
 
 /* Direct convolution (conv2d_direct.c): stride 1, pad <= R-1 and S-1. */
 bool conv2d_direct_applicable(const conv2d_shape *s);

@@ -73,6 +73,10 @@ static size_t u_floats(const conv2d_shape *s) {
     return round16((size_t)16 * s->C * s->K);
 }
 
+size_t conv2d_wino_u_floats(const conv2d_shape *s) {
+    return u_floats(s);
+}
+
 /* forward and dx: U + one slice per thread; dW: a private dU and a slice per thread */
 size_t conv2d_wino_workspace_floats(const conv2d_shape *s, int nthreads) {
     if (nthreads < 1) nthreads = 1;
@@ -598,10 +602,10 @@ static int pick_threads(const conv2d_shape *s, const float *ws, size_t ws_floats
 }
 
 bool conv2d_wino_forward(const conv2d_shape *s, const float *x, const float *w, const float *b,
-                         float *y, float *ws, size_t ws_floats) {
+                         float *y, float *ws, size_t ws_floats, float *u_keep) {
     const int nt = pick_threads(s, ws, ws_floats);
     if (nt < 1) return false;
-    float *U = ws, *slices = ws + u_floats(s);
+    float *U = u_keep ? u_keep : ws, *slices = ws + u_floats(s);
     transform_weights(w, s->K, s->C, U, nt);
     wino_conv(s->N, s->C, s->H, s->W, s->K, s->pad, x, U, false, b, y, false, slices,
               slice_floats(s), tile_target(s->C, s->K), nt);
@@ -609,11 +613,15 @@ bool conv2d_wino_forward(const conv2d_shape *s, const float *x, const float *w, 
 }
 
 bool conv2d_wino_backward_dx(const conv2d_shape *s, const float *w, const float *dy, float *dx,
-                             float *ws, size_t ws_floats) {
+                             float *ws, size_t ws_floats, const float *u_kept) {
     const int nt = pick_threads(s, ws, ws_floats);
     if (nt < 1) return false;
-    float *U = ws, *slices = ws + u_floats(s);
-    transform_weights(w, s->K, s->C, U, nt);
+    float *slices = ws + u_floats(s);
+    const float *U = u_kept;
+    if (!U) {
+        transform_weights(w, s->K, s->C, ws, nt);
+        U = ws;
+    }
     // dy [N,K,P,Q] padded by 2 - pad gives back [N,C,H,W], with the kernels rotated
     wino_conv(s->N, s->K, s->P, s->Q, s->C, 2 - s->pad, dy, U, true, NULL, dx, true, slices,
               slice_floats(s), tile_target(s->C, s->K), nt);

@@ -134,6 +134,61 @@ static void check_determinism_and_accumulation(int threads) {
     dp_free(dxa), dp_free(dxb), dp_free(dba), dp_free(dbb);
 }
 
+/* The forward's transformed weights kept for backward (conv2d_forward_keep / backward_kept):
+ * the same bits as the plain calls; dx really reads the kept U (a corrupted one changes dx);
+ * a kept U marked invalid is ignored; shapes off Winograd keep nothing. AUTO algorithm. */
+static void check_kept_weights(void) {
+    conv2d_set_algo(CONV2D_ALGO_AUTO);
+    omp_set_num_threads(2);
+    conv2d_shape s;
+    conv2d_shape_init(&s, 4, 16, 8, 8, 24, 3, 3, 1, 1); /* Winograd: 256 output positions */
+    size_t nx = nx_of(&s), nw = nw_of(&s), ny = ny_of(&s), nk = conv2d_kept_floats(&s);
+    CHECK(nk >= (size_t)16 * 16 * 24);
+    size_t nws = conv2d_workspace_floats(&s, 2);
+    float *ws = dp_alloc_floats(nws), *x = gc_alloc_uniform(nx, 31, 1.0f);
+    float *w = gc_alloc_uniform(nw, 32, 0.5f), *b = gc_alloc_uniform(s.K, 33, 0.5f);
+    float *dy = gc_alloc_uniform(ny, 34, 1.0f), *y1 = dp_alloc_floats(ny),
+          *y2 = dp_alloc_floats(ny);
+    float *dx1 = dp_alloc_floats(nx), *dx2 = dp_alloc_floats(nx), *dw1 = dp_alloc_floats(nw);
+    float *dw2 = dp_alloc_floats(nw), *db1 = dp_alloc_floats(s.K), *db2 = dp_alloc_floats(s.K);
+    conv2d_kept keep = {.u = dp_alloc_floats(nk)};
+    conv2d_forward(&s, x, w, b, y1, ws, nws);
+    conv2d_forward_keep(&s, x, w, b, y2, ws, nws, &keep);
+    CHECK(keep.valid);
+    CHECK(memcmp(y1, y2, ny * sizeof(float)) == 0);
+    memset(dx1, 0, nx * sizeof(float)), memset(dx2, 0, nx * sizeof(float));
+    memset(dw1, 0, nw * sizeof(float)), memset(dw2, 0, nw * sizeof(float));
+    memset(db1, 0, s.K * sizeof(float)), memset(db2, 0, s.K * sizeof(float));
+    conv2d_backward(&s, x, w, dy, dx1, dw1, db1, ws, nws);
+    conv2d_backward_kept(&s, x, w, dy, dx2, dw2, db2, ws, nws, &keep);
+    CHECK(memcmp(dx1, dx2, nx * sizeof(float)) == 0);
+    CHECK(memcmp(dw1, dw2, nw * sizeof(float)) == 0);
+    CHECK(memcmp(db1, db2, s.K * sizeof(float)) == 0);
+    /* dx is computed from the kept U, not from w */
+    for (size_t i = 0; i < nk; i++) keep.u[i] *= 2;
+    memset(dx2, 0, nx * sizeof(float));
+    conv2d_backward_kept(&s, x, w, dy, dx2, dw2, NULL, ws, nws, &keep);
+    CHECK_MSG(dp_max_rel_diff(dx2, dx1, nx) > 0.5, "a doubled kept U should double dx");
+    /* ... unless it is not valid */
+    keep.valid = false;
+    memset(dx2, 0, nx * sizeof(float));
+    conv2d_backward_kept(&s, x, w, dy, dx2, dw2, NULL, ws, nws, &keep);
+    CHECK(memcmp(dx1, dx2, nx * sizeof(float)) == 0);
+    /* too few positions for Winograd (1 sample of 2x2): nothing kept, the result unchanged */
+    conv2d_shape small;
+    conv2d_shape_init(&small, 1, 16, 2, 2, 24, 3, 3, 1, 1);
+    conv2d_forward_keep(&small, x, w, b, y2, ws, nws, &keep);
+    CHECK(!keep.valid);
+    conv2d_forward(&small, x, w, b, y1, ws, nws);
+    CHECK(memcmp(y1, y2, ny_of(&small) * sizeof(float)) == 0);
+    /* off Winograd altogether (3 input channels): no room asked for */
+    conv2d_shape stem;
+    conv2d_shape_init(&stem, 4, 3, 8, 8, 16, 3, 3, 1, 1);
+    CHECK(conv2d_kept_floats(&stem) == 0);
+    dp_free(keep.u), dp_free(ws), dp_free(x), dp_free(w), dp_free(b), dp_free(dy), dp_free(y1);
+    dp_free(y2), dp_free(dx1), dp_free(dx2), dp_free(dw1), dp_free(dw2), dp_free(db1), dp_free(db2);
+}
+
 /* Every cfg[0..n) through one forced algorithm at 1 and 2 threads; a workspace for one thread
  * with two running (cfg[one_ws]); none at all (cfg[0]: the naive fallback); finite
  * differences on cfg[fd0..fd1); determinism and accumulation. Seeds from seed up. */
@@ -242,5 +297,6 @@ int main(void) {
     conv2d_set_algo(CONV2D_ALGO_AUTO);
     // AUTO sends lenet5's layers to the direct path; the same through im2col for comparison
     check_fast_vs_naive(&direct[1], 2, 2, 1700);
+    check_kept_weights();
     return dp_test_finish();
 }
