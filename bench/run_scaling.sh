@@ -21,6 +21,7 @@
 # the first window is warm-up and dropped, the run's figure is the median of the rest.
 # Within a round the runs go in a rotating order; the table gives medians over rounds.
 # Environment: BUILD (default build-dist, must hold dprune), DATA (CIFAR-10 subset dir),
+# STEPS (steps per run for every model; LOG_EVERY, default 2, steps per throughput window),
 # PYTHON (default /usr/bin/python3, Debian's python3-torch), MCA_EXTRA (extra mpirun
 # arguments for every dprune and bench_allreduce run, e.g. "--mca coll_libnbc_iallreduce_algorithm 2").
 set -euo pipefail
@@ -90,6 +91,7 @@ measure() {
 batch_of() { case $1 in resnet20) echo 128 ;; vgg16) echo 64 ;; *) echo 64 ;; esac; }
 steps_of() {
     if [ $quick = 1 ]; then echo 4; return; fi
+    if [ -n "${STEPS:-}" ]; then echo "$STEPS"; return; fi
     case $1 in resnet20) echo 16 ;; vgg16) echo 10 ;; *) echo 10 ;; esac
 }
 LOG_EVERY=${LOG_EVERY:-2}
