@@ -37,6 +37,9 @@ dp_status dp_dist_sum_i64(dp_dist *d, int64_t *x, size_t n, dp_error *err);
 dp_status dp_dist_sum_float(dp_dist *d, float *x, size_t n, dp_error *err);
 dp_status dp_dist_barrier(dp_dist *d, dp_error *err);
 const char *dp_dist_library_version(char *buf, size_t n);
+/* This rank's fair share of the cores it may run on: each core of its affinity mask counts
+ * 1 / (ranks of this node whose masks hold it); rounded, at least 1. Collective. */
+int dp_dist_fair_threads(dp_dist *d);
 
 /* Debug check that every rank holds bitwise-identical parameters and buffers: a hash per
  * tensor, min and max allreduced; names the first tensor that differs. */

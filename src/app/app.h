@@ -36,6 +36,10 @@ typedef struct {
 /* Zeroes `app` and joins the ranks (dp_dist_init: MPI when built with it); false, after saying
  * why on stderr, when that fails. Every command starts here. */
 bool app_start(dp_app *app, int *argc, char ***argv);
+/* Threads per rank: run.threads, else OMP_NUM_THREADS, else this rank's fair share of the
+ * cores it may run on (dp_dist_fair_threads: ranks sharing a node do not oversubscribe it).
+ * Sets app->threads. Collective. */
+void app_setup_threads(dp_app *app);
 /* Creates the run directory and its missing parents (mkdir -p); a failure names the directory
  * it could not create. */
 dp_status app_make_run_dir(const char *dir, dp_error *err);

@@ -22,8 +22,8 @@ int app_cmd_train(dp_app *app) {
     if (st == DP_OK && app->dist.rank == 0)
         fprintf(stderr,
                 "dprune %s: %s on %s, %d ranks x %d threads, OpenBLAS core %s, %lld params, "
-                "%.1f MFLOPs/sample, %lld train / %lld val / %lld test images, gradients summed "
-                "by %s\n",
+                "%.1f MFLOPs/sample, %lld train / %lld val / %lld test images, gradient sum: "
+                "%s\n",
                 DPRUNE_VERSION, m.arch, c->data.dataset, app->dist.world, app->threads,
                 dp_blas_corename(), (long long)dp_model_params(&m), dp_model_flops(&m) / 1e6,
                 (long long)data.train.n, (long long)data.val.n, (long long)data.test.n,
@@ -59,7 +59,7 @@ int app_cmd_eval(dp_app *app, const char *checkpoint_path) {
         dp_checkpoint_free(&ck);
         return 1;
     }
-    app->threads = dp_threads_setup(app->cfg.run.threads);
+    app_setup_threads(app);
     app->dist.watchdog_seconds = app->cfg.dist.watchdog_seconds;
     /* evaluation only: no run directory is written */
     snprintf(app->cfg.run.dir, sizeof app->cfg.run.dir, "/tmp/dprune-eval-%d", (int)getpid());

@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
     app.resume_flag = resume;
     if (!strcmp(cmd, "import") || !strcmp(cmd, "init")) { /* single-process file tools */
         if (dp_dist_check(&app.dist, app_load_config(&app, conf, &err), &err) == DP_OK) {
-            app.threads = dp_threads_setup(app.cfg.run.threads);
+            app_setup_threads(&app);
             rc = !strcmp(cmd, "init") ? app_cmd_init(&app, argv[first + 2])
                                       : app_cmd_import(&app, argv[first + 2], argv[first + 3]);
         }
@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) {
         rc = app_cmd_eval(&app, conf);
     } else if (dp_dist_check(&app.dist, app_load_config(&app, conf, &err), &err) == DP_OK) {
-        app.threads = dp_threads_setup(app.cfg.run.threads);
+        app_setup_threads(&app);
         app.dist.watchdog_seconds = app.cfg.dist.watchdog_seconds;
         rc = !strcmp(cmd, "summary") ? app_cmd_summary(&app)
              : !strcmp(cmd, "plan")  ? app_cmd_plan(&app)

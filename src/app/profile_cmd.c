@@ -158,7 +158,7 @@ int app_main_profile(int argc, char **argv) {
     }
     int rc = 1;
     if (dp_dist_check(&app.dist, app_load_config(&app, a.conf, &err), &err) == DP_OK) {
-        app.threads = dp_threads_setup(app.cfg.run.threads);
+        app_setup_threads(&app);
         /* the other ranks wait as long as rank 0 measures, napping (not spinning) */
         app.dist.watchdog_seconds = 1e9;
         if (app.dist.rank == 0 && app.dist.world > 1)

@@ -16,6 +16,14 @@ bool app_start(dp_app *app, int *argc, char ***argv) {
     return true;
 }
 
+void app_setup_threads(dp_app *app) {
+    int fair = dp_dist_fair_threads(&app->dist); /* collective: every rank asks */
+    const char *env = getenv("OMP_NUM_THREADS");
+    int n = app->cfg.run.threads;
+    if (n <= 0) n = env && atoi(env) > 0 ? atoi(env) : fair;
+    app->threads = dp_threads_setup(n);
+}
+
 dp_status app_make_run_dir(const char *dir, dp_error *err) {
     char buf[DP_PATH_MAX];
     snprintf(buf, sizeof buf, "%s", dir);

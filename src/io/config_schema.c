@@ -52,7 +52,10 @@ static const dp_setting dp_schema[] = {
         "Run directory for metrics and checkpoints; relative to the config file.", .flags = PATH),
     INT64(run, seed, 42, 0, UNBOUNDED,
           "Seed of every random stream (init, shuffle, augmentation, dropout, split)."),
-    INT(run, threads, 0, 0, 1024, "OpenMP threads per rank; 0 = OMP_NUM_THREADS or all cores."),
+    INT(run, threads, 0, 0, 1024,
+        "OpenMP threads per rank; 0 = OMP_NUM_THREADS, else the rank's fair share of the cores it "
+        "may run on (each core of its affinity mask divided among the ranks of the node that may "
+        "use it: all cores for one rank, no oversubscription for several)."),
     INT(run, log_every, 50, 0, 1000000000, "Optimizer steps between progress lines; 0 = none."),
 
     /* ---- data ---- */

@@ -57,13 +57,13 @@ expect_error "shm route without room" 'dist.allreduce = "shm" cannot be used: /n
 printf '%s\n' "$base" > "$TMP/auto.cfg"
 run_mpi 2 120 "$TMP/auto.cfg"
 if [ "$rc" -eq 0 ] && grep -q "note: gradients summed with MPI: /nonexistent-dprune-dir" "$TMP/out" &&
-   grep -q "gradients summed by MPI buckets" "$TMP/out"; then
+   grep -q "gradient sum: MPI buckets" "$TMP/out"; then
   ok "auto route fell back to MPI and said why"
 else
   bad "auto route without room: exit $rc"; tail -15 "$TMP/out"
 fi
 unset OMPI_MCA_osc_sm_backing_directory
 run_mpi 2 120 "$TMP/auto.cfg"
-grep -q "gradients summed by shared memory" "$TMP/out" && [ "$rc" -eq 0 ] &&
+grep -q "gradient sum: shared memory" "$TMP/out" && [ "$rc" -eq 0 ] &&
   ok "auto route uses the shared-memory window on one node" || bad "auto route: exit $rc"
 finish
