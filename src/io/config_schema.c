@@ -145,7 +145,8 @@ static const dp_setting dp_schema[] = {
          "room, else mpi."),
     BOOL(dist, overlap, true,
          "Allreduce gradients in buckets posted during backward (overlapping compute); "
-         "false = one blocking allreduce after backward, for comparison."),
+         "false = one blocking allreduce after backward, for comparison. The mpi route only "
+         "(dist.allreduce): the shared-memory route sums after backward."),
     FLOAT(dist, bucket_mb, 25, 0.001, 4096, "Gradient bucket size in MB (after the first)."),
     FLOAT(dist, first_bucket_mb, 1, 0.001, 4096,
           "Size of the first gradient bucket in MB (small, so communication starts early)."),
