@@ -52,8 +52,9 @@ dp_status dp_dist_check_identical(dp_dist *d, const dp_model *m, dp_error *err);
  *   shm  for jobs on one node: the model's gradient buffer is replaced by this rank's slot
  *        of an MPI-3 shared-memory window until dp_grad_sync_free (which puts the model's own
  *        buffer back, holding the current values), and finish() sums the slots in place
- *        after backward (src/dist/shm_sum.c): no copies through MPI, ~1/3 of the memory
- *        traffic. Buckets and overlap do not apply.
+ *        after backward (src/dist/shm_sum.c): no copies through MPI (60 MB on 2 ranks:
+ *        6.3 ms against 27 ms for MPI_Iallreduce, bench_shm_sum). Buckets and overlap do not
+ *        apply.
  *   auto shm when every rank is on one node and the window fits in the backing directory
  *        (/dev/shm), else mpi; rank 0 says why when it falls back. */
 typedef enum { DP_SUM_AUTO, DP_SUM_MPI, DP_SUM_SHM } dp_sum_route;
