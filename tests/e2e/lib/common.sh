@@ -5,6 +5,10 @@ DPRUNE=${1:?usage: script PATH/TO/dprune}
 SRC=${DPRUNE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 TMP=$(mktemp -d /tmp/dprune-e2e.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
+# Open MPI leaves its shared-memory segments behind when a job aborts, as the failure tests
+# make jobs do on purpose: keep them in $TMP (removed on exit), not in /dev/shm
+mkdir -p "$TMP/mpi-shm"
+export OMPI_MCA_btl_vader_backing_directory="$TMP/mpi-shm"
 export OMP_NUM_THREADS=1
 passed=0
 failed=0
