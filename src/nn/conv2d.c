@@ -209,8 +209,9 @@ static void col2im_add(const conv2d_shape *s, const float *col, size_t ld, float
 /* ---------------- fast kernels */
 
 size_t conv2d_kept_floats(const conv2d_shape *s) {
-    /* what use_wino can choose for some batch size (it grows with N) */
-    return conv2d_wino_applicable(s) && s->C >= 16 && s->K >= 16 ? conv2d_wino_u_floats(s) : 0;
+    /* s->N is the largest batch: use_wino only grows with N, so a shape it declines at N never
+     * runs on Winograd with fewer samples */
+    return use_wino(s) ? conv2d_wino_u_floats(s) : 0;
 }
 
 void conv2d_forward(const conv2d_shape *s, const float *x, const float *w, const float *b, float *y,

@@ -177,6 +177,7 @@ static void check_kept_weights(void) {
     /* too few positions for Winograd (1 sample of 2x2): nothing kept, the result unchanged */
     conv2d_shape small;
     conv2d_shape_init(&small, 1, 16, 2, 2, 24, 3, 3, 1, 1);
+    CHECK(conv2d_kept_floats(&small) == 0);
     conv2d_forward_keep(&small, x, w, b, y2, ws, nws, &keep);
     CHECK(!keep.valid);
     conv2d_forward(&small, x, w, b, y1, ws, nws);
