@@ -11,7 +11,6 @@
 #include "dprune/dist.h"
 #include <sched.h>
 #include <stdlib.h>
-#include <string.h>
 
 int dp_dist_fair_threads(dp_dist *d) {
     cpu_set_t mine;

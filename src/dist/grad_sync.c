@@ -123,7 +123,7 @@ static dp_status choose_route(dp_dist *d, size_t floats, dp_sum_route want, dp_s
     if (!one_node) {
         why = "the ranks run on more than one node";
     } else {
-        size_t need = (size_t)d->world * (floats + 16) * sizeof(float), have = 0;
+        size_t need = (size_t)d->world * dp_shm_sum_bytes(floats), have = 0;
         int64_t short_of_room = !dp_shm_room(dp_shm_backing_dir(), need, &have);
         if ((st = dp_dist_sum_i64(d, &short_of_room, 1, err)) != DP_OK) return st;
         if (short_of_room) {

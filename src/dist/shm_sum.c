@@ -70,6 +70,10 @@ static void slice(size_t n, int world, int q, size_t *lo, size_t *hi) {
     if (*hi > n) *hi = n;
 }
 
+size_t dp_shm_sum_bytes(size_t n) {
+    return (n + LINE_FLOATS) * sizeof(float); /* one line more: the slot is aligned within */
+}
+
 dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot, dp_error *err) {
     *out = NULL;
     dp_shm_sum *s = calloc(1, sizeof *s);
@@ -87,7 +91,7 @@ dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot
     MPI_Info_set(info, "alloc_shared_noncontig", "true");
     /* errors come back as codes (the collective error check reports them), not as an abort */
     MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
-    size_t bytes = (n + LINE_FLOATS) * sizeof(float);
+    size_t bytes = dp_shm_sum_bytes(n);
     float *mine = NULL;
     int rc = MPI_Win_allocate_shared((MPI_Aint)bytes, sizeof(float), info, d->comm, &mine, &s->win);
     MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_ARE_FATAL);
@@ -109,7 +113,6 @@ dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot
         MPI_Win_shared_query(s->win, q, &size, &unit, &base);
         s->slot[q] = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
     }
-    (void)mine;
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
     *slot = s->slot[d->rank];
     *out = s;

@@ -19,6 +19,9 @@ bool dp_shm_room(const char *dir, size_t bytes, size_t *free_bytes);
 /* The directory Open MPI places shared-memory windows in. */
 const char *dp_shm_backing_dir(void);
 
+/* Bytes of one rank's part of the window for n floats (what the room check counts). */
+size_t dp_shm_sum_bytes(size_t n);
+
 /* Collective. Allocates a window of n floats per rank; *slot is this rank's buffer (64-byte
  * aligned). Every rank must be on one node (dp_shm_single_node). */
 dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot, dp_error *err);

@@ -221,7 +221,7 @@ void conv2d_forward(const conv2d_shape *s, const float *x, const float *w, const
 
 void conv2d_forward_keep(const conv2d_shape *s, const float *x, const float *w, const float *b,
                          float *y, float *ws, size_t ws_floats, conv2d_kept *keep) {
-    float *u_keep = keep && keep->u && conv2d_kept_floats(s) > 0 ? keep->u : NULL;
+    float *u_keep = keep ? keep->u : NULL; /* sized by conv2d_kept_floats for any N <= cap */
     if (keep) keep->valid = false;
     if (use_wino(s) && conv2d_wino_forward(s, x, w, b, y, ws, ws_floats, u_keep)) {
         if (keep) keep->valid = u_keep != NULL;
