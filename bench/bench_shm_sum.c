@@ -7,7 +7,11 @@
  * Every repetition first rewrites the whole buffer, as a backward does (so it starts from
  * memory, not from cache), then a barrier, then the timed sum; the figure is the slowest
  * rank's time, median over repetitions, the two routes alternating. Both results are checked
- * against each other (integer-valued floats, so both sums are exact). */
+ * against each other (integer-valued floats, so both sums are exact).
+ * Then the optimizer step with it (SGD with momentum and weight decay over parameters and
+ * momentum as large as the gradient): the sum followed by a full step on every rank, against
+ * the sharded step (dp_shm_sum_update: each rank steps its slice while the sum is in cache,
+ * then copies the other slices of parameters); both must leave the same parameters. */
 #include "bench_util.h"
 #include "shm_sum.h"
 #include <stdio.h>
@@ -16,6 +20,27 @@
 static void backward_like_write(float *g, size_t n, int rank, int rep) {
     for (size_t i = 0; i < n; i++)
         g[i] = (float)((int)((i + (size_t)rank * 7 + (size_t)rep) & 1023));
+}
+
+typedef struct {
+    float *p, *buf;
+} sgd_state;
+
+/* SGD as dp_sgd_step does it (mu 0.9, wd 5e-4, lr 0.05) on floats [lo, hi), gradient g */
+static void sgd_range(void *ctx, const float *g, size_t lo, size_t hi) {
+    sgd_state *s = ctx;
+    for (size_t i = lo; i < hi; i++) {
+        float d = g[i - lo] + 5e-4f * s->p[i];
+        s->buf[i] = 0.9f * s->buf[i] + d;
+        s->p[i] -= 0.05f * s->buf[i];
+    }
+}
+
+static void sgd_full(sgd_state *s, const float *g, size_t n) {
+    enum { CHUNK = 16384 };
+#pragma omp parallel for schedule(static)
+    for (size_t lo = 0; lo < n; lo += CHUNK)
+        sgd_range(s, g + lo, lo, lo + CHUNK < n ? lo + CHUNK : n);
 }
 
 static double slowest(dp_dist *d, double t) {
@@ -64,6 +89,34 @@ int main(int argc, char **argv) {
                "mismatches=%zu\n",
                d.world, mb, reps, 1e3 * mm, 1e3 * ms, mm / ms, mismatches);
     }
+    /* the step: a = sum then full step, b = sharded; both from the same parameters */
+    sgd_state a = {dp_alloc_floats(n), dp_alloc_floats(n)},
+              b = {dp_alloc_floats(n), dp_alloc_floats(n)};
+    for (size_t i = 0; i < n; i++) a.p[i] = b.p[i] = (float)(i % 101) * 0.01f;
+    for (int r = 0; r < reps + 1; r++) {
+        backward_like_write(slot, n, d.rank, r);
+        MPI_Barrier(d.comm);
+        double t0 = dp_now_seconds();
+        dp_shm_sum_run(s, &err);
+        sgd_full(&a, slot, n);
+        double tf = slowest(&d, dp_now_seconds() - t0);
+        backward_like_write(slot, n, d.rank, r);
+        MPI_Barrier(d.comm);
+        t0 = dp_now_seconds();
+        dp_shm_sum_update(s, sgd_range, &b, b.p, &err);
+        double tu = slowest(&d, dp_now_seconds() - t0);
+        if (r > 0) t_mpi[r - 1] = tf, t_shm[r - 1] = tu;
+    }
+    size_t differ = 0;
+    for (size_t i = 0; i < n; i++) differ += a.p[i] != b.p[i];
+    mismatches += differ;
+    if (d.rank == 0) {
+        double mf = median(t_mpi, reps), mu = median(t_shm, reps);
+        printf("RESULT step: sum_then_full_step_ms=%.2f sharded_step_ms=%.2f ratio=%.2f "
+               "parameters_differing=%zu\n",
+               1e3 * mf, 1e3 * mu, mf / mu, differ);
+    }
+    dp_free(a.p), dp_free(a.buf), dp_free(b.p), dp_free(b.buf);
     dp_shm_sum_free(s);
     dp_free(own);
     free(t_shm), free(t_mpi);

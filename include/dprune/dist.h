@@ -58,6 +58,9 @@ dp_status dp_dist_check_identical(dp_dist *d, const dp_model *m, dp_error *err);
  *   auto shm when every rank is on one node and the window fits in the backing directory
  *        (/dev/shm), else mpi; rank 0 says why when it falls back. */
 typedef enum { DP_SUM_AUTO, DP_SUM_MPI, DP_SUM_SHM } dp_sum_route;
+/* An update of the floats [lo, hi) of the parameter buffer, given their gradient summed over
+ * ranks in sum[0, hi - lo): the optimizer's step restricted to a range. */
+typedef void (*dp_range_update_fn)(void *ctx, const float *sum, size_t lo, size_t hi);
 typedef struct {
     size_t first_bytes, bucket_bytes; /* the first bucket, the ones after it */
     bool overlap;
@@ -83,6 +86,20 @@ void dp_grad_sync_begin(dp_grad_sync *g);
 void dp_grad_sync_node_done(dp_grad_sync *g, int node);
 /* Posts what is left and waits for all buckets; the gradient is then the sum over ranks. */
 dp_status dp_grad_sync_finish(dp_grad_sync *g, dp_error *err);
+/* Whether the route can shard the optimizer step (the shm route): see finish_update. */
+bool dp_grad_sync_shards_step(const dp_grad_sync *g);
+/* In place of finish() and a full optimizer step on every rank (shm route only): each rank
+ * sums its slice of the gradient and applies `update` to it block by block while the sum is
+ * in cache, then every rank copies the other ranks' slices of `params` (n floats, the
+ * gradient's layout). Every rank ends with the same parameters, bitwise as finish() and a
+ * full step would give them; the gradient buffer no longer holds a sum, and optimizer state
+ * the update keeps per float (momentum) is current only in this rank's slice until
+ * dp_grad_sync_gather. Collective; its time counts as wait time. */
+dp_status dp_grad_sync_finish_update(dp_grad_sync *g, dp_range_update_fn update, void *ctx,
+                                     float *params, dp_error *err);
+/* Makes per-float optimizer state whole after sharded steps: buf (the gradient's layout)
+ * takes each slice from the rank that owns it. Collective; shm route only. */
+dp_status dp_grad_sync_gather(dp_grad_sync *g, float *buf, dp_error *err);
 /* Seconds blocked in finish() since the last reset: communication that was not hidden. */
 double dp_grad_sync_wait_seconds(const dp_grad_sync *g);
 /* Seconds spent posting and progressing buckets between layers (the mpi route's share of

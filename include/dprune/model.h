@@ -196,6 +196,10 @@ typedef struct {
     /* When set, [n_nodes] wall seconds added per node (forward and backward alike), for the
      * per-layer time tables of `dprune profile` and the benchmarks. NULL on the normal path. */
     double *node_seconds;
+    /* Backward writes the parameter gradients instead of adding to them (a step's first
+     * micro-batch): their old contents are ignored, so the caller need not clear them; the
+     * Winograd layers then skip reading them too. */
+    bool write_grads;
 } dp_forward_opts;
 
 /* x [N, in_c, in_h, in_w] -> logits in a->out[output node] ([N, num_classes]). */

@@ -57,10 +57,12 @@ size_t conv2d_kept_floats(const conv2d_shape *s);
 /* conv2d_forward that also fills *keep when it runs on Winograd (keep->valid says whether) */
 void conv2d_forward_keep(const conv2d_shape *s, const float *x, const float *w, const float *b,
                          float *y, float *ws, size_t ws_floats, conv2d_kept *keep);
-/* conv2d_backward that reads keep->u for dx when keep->valid */
+/* conv2d_backward that reads keep->u for dx when keep->valid, and with set_grads writes dw
+ * and db instead of adding to them (their old contents are ignored: a step's first backward
+ * then needs no cleared gradient buffer; the Winograd layers also skip reading dw). */
 void conv2d_backward_kept(const conv2d_shape *s, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, float *db, float *ws, size_t ws_floats,
-                          const conv2d_kept *keep);
+                          float *dx, float *dw, float *db, bool set_grads, float *ws,
+                          size_t ws_floats, const conv2d_kept *keep);
 /* Which fast path conv2d_forward/backward take. AUTO: Winograd F(2x2,3x3) (forward and dx;
  * dW stays im2col) for 3x3 stride-1 convs with enough channels, im2col + SGEMM otherwise.
  * Forcing WINOGRAD applies it to every 3x3 stride-1 conv (pad 0..2); others stay im2col.

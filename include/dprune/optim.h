@@ -19,6 +19,12 @@ dp_status dp_sgd_init(dp_sgd *o, const dp_model *m, const dp_train_config *tc, d
 void dp_sgd_free(dp_sgd *o);
 /* p -= lr * (g + wd p) with momentum; uses m->grad_data as the (already averaged) gradient. */
 void dp_sgd_step(dp_sgd *o, dp_model *m, double lr);
+/* The same step for the parameter floats [lo, hi) only, with their gradient in g[0, hi - lo)
+ * (padding between tensors is left alone). A step made of ranges that cover the buffer gives
+ * dp_sgd_step's bits; dp_sgd_end_step then closes it. Ranges may run on several threads. */
+void dp_sgd_step_range(const dp_sgd *o, dp_model *m, double lr, const float *g, size_t lo,
+                       size_t hi);
+void dp_sgd_end_step(dp_sgd *o);
 
 /* Learning rate at optimizer step `step` (0-based) given steps per epoch: linear warmup over
  * warmup_epochs (per step), then constant / step / multistep (per epoch) / cosine (per step). */

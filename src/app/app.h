@@ -68,10 +68,11 @@ typedef struct trainer {
     dp_model *m;
     dp_activations act;
     dp_sgd opt;
-    dp_metrics *metrics; /* rank 0 only */
-    uint64_t *keys;      /* per-sample keys of the current batch (index + epoch) */
-    int micro_global;    /* global samples per micro-batch */
-    dp_grad_sync *sync;  /* NULL on one rank */
+    dp_metrics *metrics;  /* rank 0 only */
+    uint64_t *keys;       /* per-sample keys of the current batch (index + epoch) */
+    int micro_global;     /* global samples per micro-batch */
+    dp_grad_sync *sync;   /* NULL on one rank */
+    bool momentum_sliced; /* after sharded steps: momentum current only in this rank's slice */
     dp_exec_hooks hooks;
     const dp_train_config *tc; /* the active schedule: train, or a fine-tune variant */
     const char *phase;         /* "train", "finetune1", ... in progress lines and metrics */
@@ -126,6 +127,9 @@ void trainer_report_eval(trainer *t, const char *split, int epoch, const eval_re
 /* Per-rank BN running statistics averaged across ranks, so every rank holds the same model
  * (before evaluations and checkpoints; a no-op with sync-BN). Collective. */
 dp_status trainer_average_bn(trainer *t, dp_error *err);
+/* After sharded optimizer steps, gathers the momentum so every rank holds all of it (before
+ * checkpoints, epoch ends, surgery). Collective; a no-op when it is whole. */
+dp_status trainer_whole_momentum(trainer *t, dp_error *err);
 /* After a train-mode forward: per-rank BN statistics have moved apart (not with sync-BN). */
 void trainer_bn_updated(trainer *t);
 /* After surgery: *t->m is freed and becomes `fresh` (moved; fresh is zeroed); activations and

@@ -138,6 +138,24 @@ static void inject_faults(const trainer *t, int64_t global_step, dp_batch *b) {
     if (dc->debug_nan_step == global_step && t->app->dist.rank == 0 && b->n > 0) b->x[0] = NAN;
 }
 
+typedef struct {
+    dp_sgd *opt;
+    dp_model *m;
+    double lr;
+} sgd_slice_ctx;
+
+/* the sharded route's update: the SGD step of one range of the parameters */
+static void sgd_slice(void *ctx, const float *sum, size_t lo, size_t hi) {
+    const sgd_slice_ctx *c = ctx;
+    dp_sgd_step_range(c->opt, c->m, c->lr, sum, lo, hi);
+}
+
+dp_status trainer_whole_momentum(trainer *t, dp_error *err) {
+    if (!t->momentum_sliced) return DP_OK;
+    t->momentum_sliced = false;
+    return dp_grad_sync_gather(t->sync, t->opt.momentum, err);
+}
+
 /* Runs one optimizer step over `accum` micro-batches; returns the summed loss/correct/count
  * over all ranks in stats[0..2], a stop request in stats[3] and the summed per-sample PCC in
  * stats[4]. */
@@ -148,7 +166,9 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
     dp_dist *d = &t->app->dist;
     dp_model *m = t->m;
     int last = dp_model_output_node(m), K = m->num_classes, accum = t->tc->accumulation;
-    memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
+    /* the step's first backward writes the gradients, the others add to them: no clearing of
+     * the whole buffer (60 MB for vgg16) per step */
+    bool grads_written = false;
     /* the gradient is the mean over the step's global batch: every rank scales by 1/B */
     int64_t step_samples = 0;
     for (int a = 0; a < accum; a++) step_samples += micro_batch_size(t, step_in_epoch * accum + a);
@@ -169,7 +189,8 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
         dp_forward_opts fo = {.train = true,
                               .seed = (uint64_t)c->run.seed,
                               .sample_keys = t->keys,
-                              .hooks = &t->hooks};
+                              .hooks = &t->hooks,
+                              .write_grads = !grads_written};
         dp_model_forward(m, &t->act, b.x, b.n, &fo);
         trainer_bn_updated(t);
         float *dlogits = t->act.dout[last];
@@ -183,8 +204,15 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
         if (t->pcc.n_maps > 0)
             pcc_sum += dp_pcc_term_apply(&t->pcc, m, &t->act, b.n, 1.0 / (double)step_samples);
         dp_model_backward(m, &t->act, b.n, &fo);
+        grads_written = true;
     }
-    if (t->sync && (st = dp_grad_sync_finish(t->sync, err)) != DP_OK) return st;
+    /* a rank with no samples in this step (an uneven kept tail) adds zeros to the sum */
+    if (!grads_written) memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
+    /* On the shared-memory route each rank steps only its slice of the parameters, folded
+     * into the gradient sum (dp_grad_sync_finish_update). The C-SGD and Network Slimming
+     * transforms need the whole summed gradient first, so they take the plain sum. */
+    bool sharded = t->sync && dp_grad_sync_shards_step(t->sync) && !t->csgd && t->bn_l1 == 0;
+    if (t->sync && !sharded && (st = dp_grad_sync_finish(t->sync, err)) != DP_OK) return st;
     /* Network Slimming's sparsity term: after the sync, so it is added once, not per rank */
     if (t->bn_l1 > 0) dp_slim_add_bn_l1_grad(m, NULL, t->bn_l1);
     /* C-SGD: on the averaged gradient, so every rank transforms the same numbers */
@@ -199,7 +227,16 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
                        "the training loss became %g in %s at step %lld; lower the learning "
                        "rate (now %g) or check the data",
                        stats[0], t->phase, (long long)global_step + 1, t->tc->lr);
-    dp_sgd_step(&t->opt, m, dp_lr_at(t->tc, global_step, steps_per_epoch));
+    sgd_slice_ctx sc = {
+        .opt = &t->opt, .m = m, .lr = dp_lr_at(t->tc, global_step, steps_per_epoch)};
+    if (sharded) {
+        st = dp_grad_sync_finish_update(t->sync, sgd_slice, &sc, m->param_data, err);
+        dp_sgd_end_step(&t->opt);
+        t->momentum_sliced = true;
+        if (st != DP_OK) return st;
+    } else {
+        dp_sgd_step(&t->opt, m, sc.lr);
+    }
     if (c->dist.debug_perturb_rank == d->rank && c->dist.debug_perturb_step == global_step)
         m->param_data[0] += 1e-3f;
     /* Per-rank BN running statistics are averaged after every step, not only before evaluations
@@ -318,6 +355,7 @@ dp_status trainer_run(trainer *t, dp_error *err) {
             }
         }
         if (st != DP_OK || t->stopped) break;
+        if ((st = trainer_whole_momentum(t, err)) != DP_OK) break;
         if (t->sync && d->rank != 0) dp_grad_sync_reset_timers(t->sync);
         if (d->rank == 0) {
             char pcc_text[48], pcc_json[96];

@@ -10,6 +10,7 @@ dp_status trainer_checkpoint(trainer *t, int64_t epoch, int64_t step_in_epoch, d
     dp_app *app = t->app;
     /* every rank must hold the same model: BN statistics are per rank until averaged */
     dp_status st = trainer_average_bn(t, err);
+    if (st == DP_OK) st = trainer_whole_momentum(t, err);
     if (st != DP_OK || app->dist.rank != 0) return dp_dist_check(&app->dist, st, err);
     dp_error werr = {0};
     if (dp_ckpt_writer_take_error(t->writer, &werr)) /* a failed earlier write: say, go on */

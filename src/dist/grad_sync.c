@@ -261,6 +261,22 @@ dp_status dp_grad_sync_finish(dp_grad_sync *g, dp_error *err) {
     return DP_OK;
 }
 
+bool dp_grad_sync_shards_step(const dp_grad_sync *g) {
+    return g->shm != NULL;
+}
+
+dp_status dp_grad_sync_finish_update(dp_grad_sync *g, dp_range_update_fn update, void *ctx,
+                                     float *params, dp_error *err) {
+    double t0 = dp_now_seconds();
+    dp_status st = dp_shm_sum_update(g->shm, update, ctx, params, err);
+    g->wait_seconds += dp_now_seconds() - t0;
+    return st;
+}
+
+dp_status dp_grad_sync_gather(dp_grad_sync *g, float *buf, dp_error *err) {
+    return dp_shm_gather(g->shm, buf, err);
+}
+
 double dp_grad_sync_wait_seconds(const dp_grad_sync *g) {
     return g->wait_seconds;
 }

@@ -10,6 +10,12 @@
  *   3. barrier: every slice is summed;
  *   4. rank r copies every other slice q from slot q into its own slot;
  *   5. barrier: nobody writes its slot (the next backward) while another still reads it.
+ * The sharded step (dp_shm_sum_update) replaces 2-4: rank r hands each summed block of its
+ * slice to the optimizer, which updates those parameters (and their momentum) while the sum
+ * is in L1, and publishes the new parameters in its slot; then every rank copies the other
+ * slices of parameters. Per rank that is n reads of gradients and 4 n/W of parameters and
+ * momentum, where the sum followed by a full step on every rank reads and writes about 8 n.
+ * Momentum then is current only in the owner's slice (dp_shm_gather makes it whole).
  * Per rank that is n reads + n/W writes to sum and 2 n (W-1)/W to copy: for vgg16's 60 MB on
  * 2 ranks 6.3 ms against 27 ms for MPI_Iallreduce (bench/bench_shm_sum.c; NOTES.md, issue 3,
  * "Session 5").
@@ -61,8 +67,7 @@ bool dp_shm_room(const char *dir, size_t bytes, size_t *free_bytes) {
     return *free_bytes >= bytes + slack;
 }
 
-/* rank q's slice: whole cache lines, the last rank takes the remainder */
-static void slice(size_t n, int world, int q, size_t *lo, size_t *hi) {
+void dp_shm_slice(size_t n, int world, int q, size_t *lo, size_t *hi) {
     size_t lines = (n + LINE_FLOATS - 1) / LINE_FLOATS;
     *lo = lines * (size_t)q / (size_t)world * LINE_FLOATS;
     *hi = lines * (size_t)(q + 1) / (size_t)world * LINE_FLOATS;
@@ -127,22 +132,41 @@ static dp_status fenced_barrier(dp_shm_sum *s, dp_error *err) {
     return st;
 }
 
-/* out[lo, hi) = slot[0] + slot[1] + ... + slot[W-1], in that order. out is one of the slots,
- * so each block is summed in a buffer (in L1) and written once all slots are read. */
+/* acc[0, len) = slot[0][b..] + slot[1][b..] + ... + slot[W-1][b..], in that order */
+static void sum_block(float *acc, float *const *slot, int world, size_t b, size_t len) {
+    const float *s0 = slot[0] + b;
+#pragma omp simd
+    for (size_t i = 0; i < len; i++) acc[i] = s0[i];
+    for (int q = 1; q < world; q++) {
+        const float *sq = slot[q] + b;
+#pragma omp simd
+        for (size_t i = 0; i < len; i++) acc[i] += sq[i];
+    }
+}
+
+/* out[lo, hi) = the sum over slots. out is one of the slots, so each block is summed in a
+ * buffer (in L1) and written once all slots are read. */
 static void sum_slice(float *out, float *const *slot, int world, size_t lo, size_t hi) {
 #pragma omp parallel for schedule(static)
     for (size_t b = lo; b < hi; b += BLOCK_FLOATS) {
         float acc[BLOCK_FLOATS];
         size_t len = b + BLOCK_FLOATS < hi ? BLOCK_FLOATS : hi - b;
-        const float *s0 = slot[0] + b;
-#pragma omp simd
-        for (size_t i = 0; i < len; i++) acc[i] = s0[i];
-        for (int q = 1; q < world; q++) {
-            const float *sq = slot[q] + b;
-#pragma omp simd
-            for (size_t i = 0; i < len; i++) acc[i] += sq[i];
-        }
+        sum_block(acc, slot, world, b, len);
         memcpy(out + b, acc, len * sizeof(float));
+    }
+}
+
+/* each block's sum goes to `update`, which changes state[b, b + len); that range of state is
+ * then published in this rank's slot (still in cache) */
+static void sum_update_slice(float *const *slot, int world, int rank, size_t lo, size_t hi,
+                             dp_range_update_fn update, void *ctx, float *state) {
+#pragma omp parallel for schedule(static)
+    for (size_t b = lo; b < hi; b += BLOCK_FLOATS) {
+        float acc[BLOCK_FLOATS];
+        size_t len = b + BLOCK_FLOATS < hi ? BLOCK_FLOATS : hi - b;
+        sum_block(acc, slot, world, b, len);
+        update(ctx, acc, b, b + len);
+        memcpy(slot[rank] + b, state + b, len * sizeof(float));
     }
 }
 
@@ -154,21 +178,51 @@ static void copy_slice(float *out, const float *from, size_t lo, size_t hi) {
     }
 }
 
+/* into[slice q] = slot q's slice q for every q != this rank, then the closing barrier (nobody
+ * writes its slot again while another rank still reads it) */
+static dp_status take_other_slices(dp_shm_sum *s, float *into, dp_error *err) {
+    const int W = s->dist->world, r = s->dist->rank;
+    for (int q = 0; q < W; q++) {
+        if (q == r) continue;
+        size_t lo, hi;
+        dp_shm_slice(s->n, W, q, &lo, &hi);
+        copy_slice(into, s->slot[q], lo, hi);
+    }
+    return fenced_barrier(s, err);
+}
+
 dp_status dp_shm_sum_run(dp_shm_sum *s, dp_error *err) {
     const int W = s->dist->world, r = s->dist->rank;
     if (W == 1) return DP_OK;
     dp_status st = fenced_barrier(s, err);
     if (st != DP_OK) return st;
     size_t lo, hi;
-    slice(s->n, W, r, &lo, &hi);
+    dp_shm_slice(s->n, W, r, &lo, &hi);
     sum_slice(s->slot[r], s->slot, W, lo, hi);
     if ((st = fenced_barrier(s, err)) != DP_OK) return st;
-    for (int q = 0; q < W; q++) {
-        if (q == r) continue;
-        slice(s->n, W, q, &lo, &hi);
-        copy_slice(s->slot[r], s->slot[q], lo, hi);
-    }
-    return fenced_barrier(s, err);
+    return take_other_slices(s, s->slot[r], err);
+}
+
+dp_status dp_shm_sum_update(dp_shm_sum *s, dp_range_update_fn update, void *ctx, float *state,
+                            dp_error *err) {
+    const int W = s->dist->world, r = s->dist->rank;
+    dp_status st = fenced_barrier(s, err);
+    if (st != DP_OK) return st;
+    size_t lo, hi;
+    dp_shm_slice(s->n, W, r, &lo, &hi);
+    sum_update_slice(s->slot, W, r, lo, hi, update, ctx, state);
+    if ((st = fenced_barrier(s, err)) != DP_OK) return st;
+    return take_other_slices(s, state, err);
+}
+
+dp_status dp_shm_gather(dp_shm_sum *s, float *buf, dp_error *err) {
+    const int W = s->dist->world, r = s->dist->rank;
+    size_t lo, hi;
+    dp_shm_slice(s->n, W, r, &lo, &hi);
+    /* the slot is free: every collective here ends with a barrier after the last read */
+    copy_slice(s->slot[r], buf, lo, hi);
+    dp_status st = fenced_barrier(s, err);
+    return st == DP_OK ? take_other_slices(s, buf, err) : st;
 }
 
 void dp_shm_sum_free(dp_shm_sum *s) {

@@ -30,6 +30,20 @@ dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot
  * order (bitwise the same on every rank). Waits go through the watchdog. */
 dp_status dp_shm_sum_run(dp_shm_sum *s, dp_error *err);
 
+/* Collective: the sum with an update folded in. Rank r sums its slice block by block and
+ * calls update(ctx, sum, lo, hi) for each block, which must change only state[lo, hi);
+ * that range is published, and afterwards every rank's state (n floats) is whole, each slice
+ * as its owner updated it. The slots then hold no sum. Blocks may run on several threads. */
+dp_status dp_shm_sum_update(dp_shm_sum *s, dp_range_update_fn update, void *ctx, float *state,
+                            dp_error *err);
+
+/* Collective: buf (n floats) gets slice q from rank q's buf, for every q. Uses the slots
+ * (their contents are lost). */
+dp_status dp_shm_gather(dp_shm_sum *s, float *buf, dp_error *err);
+
+/* Rank q's slice [lo, hi) of n floats: whole cache lines (16 floats), in rank order. */
+void dp_shm_slice(size_t n, int world, int q, size_t *lo, size_t *hi);
+
 /* Collective (a watchdog-guarded barrier first, so a lost rank cannot hang it). */
 void dp_shm_sum_free(dp_shm_sum *s);
 

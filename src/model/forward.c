@@ -235,13 +235,17 @@ void dp_model_backward(const dp_model *m, dp_activations *a, int N, const dp_for
         const float *in = a->out[n->in[0]];
         const float *dy = a->dout[i];
         float *dx = n->in[0] == 0 ? NULL : a->dout[n->in[0]]; /* no gradient for the input */
+        /* convolutions write their gradients themselves; the other ops add to cleared ones */
+        if (o->write_grads && n->op != DP_OP_CONV)
+            for (int k = 0; k < 2; k++)
+                if (n->p[k] >= 0) zero_floats(dp_grad_ptr(m, n->p[k]), m->params[n->p[k]].numel);
         switch (n->op) {
         case DP_OP_CONV: {
             conv2d_shape s;
             conv_shape(m, n, N, &s);
             conv2d_backward_kept(&s, in, dp_param_ptr(m, n->p[0]), dy, dx, dp_grad_ptr(m, n->p[0]),
-                                 n->p[1] >= 0 ? dp_grad_ptr(m, n->p[1]) : NULL, a->conv_ws,
-                                 a->conv_ws_floats, &a->conv_kept[i]);
+                                 n->p[1] >= 0 ? dp_grad_ptr(m, n->p[1]) : NULL, o->write_grads,
+                                 a->conv_ws, a->conv_ws_floats, &a->conv_kept[i]);
             break;
         }
         case DP_OP_BN:

@@ -279,10 +279,10 @@ void conv2d_forward_keep(const conv2d_shape *s, const float *x, const float *w, 
 static void backward_im2col(const conv2d_shape *s, const float *x, const float *w, const float *dy,
                             float *dx, float *dw, float *db, float *ws, size_t ws_floats);
 
-/* db [K] += sum of dy [N,K,P,Q] over n, p, q (in double, one thread per channel). Each
- * plane is summed as a vector reduction (one serial chain of double adds over N*P*Q values
- * was ~6% of a lenet5 step); the lanes and planes combine in an order fixed by the build. */
-static void bias_grad(const conv2d_shape *s, const float *dy, float *db, int nt) {
+/* db [K] += (or = with set) sum of dy [N,K,P,Q] over n, p, q (in double, one thread per channel).
+ * Each plane is summed as a vector reduction (one serial chain of double adds over N*P*Q values was
+ * ~6% of a lenet5 step); the lanes and planes combine in an order fixed by the build. */
+static void bias_grad(const conv2d_shape *s, const float *dy, float *db, bool set, int nt) {
     const int N = s->N, K = s->K, PQ = s->P * s->Q;
     const size_t out_n = (size_t)K * PQ;
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -295,26 +295,31 @@ static void bias_grad(const conv2d_shape *s, const float *dy, float *db, int nt)
             for (int i = 0; i < PQ; i++) plane += d[i];
             acc += plane;
         }
-        db[k] += (float)acc;
+        db[k] = (set ? 0.0f : db[k]) + (float)acc;
     }
 }
 
 void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
                      float *dx, float *dw, float *db, float *ws, size_t ws_floats) {
-    conv2d_backward_kept(s, x, w, dy, dx, dw, db, ws, ws_floats, NULL);
+    conv2d_backward_kept(s, x, w, dy, dx, dw, db, false, ws, ws_floats, NULL);
 }
 
 void conv2d_backward_kept(const conv2d_shape *s, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, float *db, float *ws, size_t ws_floats,
-                          const conv2d_kept *keep) {
+                          float *dx, float *dw, float *db, bool set_grads, float *ws,
+                          size_t ws_floats, const conv2d_kept *keep) {
     /* Winograd dW then dx, one after the other in the same workspace; a workspace too small
      * for Winograd (sized for another shape) falls back to im2col. */
     if (ws && use_wino(s) && ws_floats >= conv2d_wino_workspace_floats(s, 1)) {
         const float *u_kept = keep && keep->valid ? keep->u : NULL;
-        conv2d_wino_backward_dw(s, x, dy, dw, ws, ws_floats);
+        conv2d_wino_backward_dw(s, x, dy, dw, set_grads, ws, ws_floats);
         if (dx) conv2d_wino_backward_dx(s, w, dy, dx, ws, ws_floats, u_kept);
-        if (db) bias_grad(s, dy, db, omp_get_max_threads());
+        if (db) bias_grad(s, dy, db, set_grads, omp_get_max_threads());
         return;
+    }
+    /* the other paths add: their weight gradients are small next to the Winograd layers' */
+    if (set_grads) {
+        memset(dw, 0, sizeof(float) * dw_floats(s));
+        if (db) memset(db, 0, sizeof(float) * (size_t)s->K);
     }
     if (use_direct(s, true) && conv2d_direct_backward(s, x, w, dy, dx, dw, db, ws, ws_floats))
         return;
@@ -413,7 +418,7 @@ static void backward_im2col(const conv2d_shape *s, const float *x, const float *
     }
 
     if (!direct_dw) add_dw_parts(ws, slice, ncol + nbuf, team, ndw, dw, nt);
-    if (db) bias_grad(s, dy, db, nt);
+    if (db) bias_grad(s, dy, db, false, nt);
 }
 
 /* ---------------- naive reference: the definition, written as loops */

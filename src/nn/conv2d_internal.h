@@ -15,10 +15,10 @@ size_t conv2d_wino_u_floats(const conv2d_shape *s);
  * U goes to u_keep (conv2d_wino_u_floats) if given, else into ws. */
 bool conv2d_wino_forward(const conv2d_shape *s, const float *x, const float *w, const float *b,
                          float *y, float *ws, size_t ws_floats, float *u_keep);
-/* dw += the weight gradient (exact gradient of the Winograd forward). Returns false if ws is
- * too small. Deterministic for a given thread count. */
+/* dw += the weight gradient (exact gradient of the Winograd forward), or dw = it with set.
+ * Returns false if ws is too small. Deterministic for a given thread count. */
 bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float *dy, float *dw,
-                             float *ws, size_t ws_floats);
+                             bool set, float *ws, size_t ws_floats);
 /* dx += conv_transpose(dy, w), i.e. the input gradient. Returns false if ws is too small.
  * u_kept: the forward's U of these weights (then w is not transformed again), or NULL. */
 bool conv2d_wino_backward_dx(const conv2d_shape *s, const float *w, const float *dy, float *dx,

@@ -418,8 +418,15 @@ static void kernel_grads(const float *du, size_t stride, float dg[9][WT_LANES]) 
         }
 }
 
-// dw[i][0..9) += dg[.][l] for the n kernels i = l of a lane chunk (dw [n][9] contiguous)
-static void add_kernel_grads(const float dg[9][WT_LANES], int n, float *dw) {
+// dw[i][0..9) += dg[.][l] (or = with set) for the n kernels i = l of a lane chunk (dw [n][9]
+// contiguous). set skips reading dw: a step's first backward need not clear the gradients.
+// (0 + dg, not dg: the same bits as clearing and adding, -0 included.)
+static void add_kernel_grads(const float dg[9][WT_LANES], int n, float *dw, bool set) {
+    if (set) {
+        for (int l = 0; l < n; l++)
+            for (int j = 0; j < 9; j++) dw[l * 9 + j] = 0.0f + dg[j][l];
+        return;
+    }
     for (int l = 0; l < n; l++)
         for (int j = 0; j < 9; j++) dw[l * 9 + j] += dg[j][l];
 }
@@ -433,7 +440,7 @@ static void dw_share(long nblocks, int tid, int team, long *b0, long *b1) {
 /* dW[k][c] += G^T (sum_t dU_t[.][k][c]) G, the parts of the threads that had blocks added in
  * thread order, so dW does not depend on scheduling. part(t) = ws + t * part_stride. */
 static void dw_reduce(const float *ws, size_t part_stride, long nblocks, int team, size_t KC,
-                      float *dw, int nt) {
+                      float *dw, bool set, int nt) {
     const long pairs = (long)KC, chunks = (pairs + WT_LANES - 1) / WT_LANES;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (long ch = 0; ch < chunks; ch++) {
@@ -450,7 +457,7 @@ static void dw_reduce(const float *ws, size_t part_stride, long nblocks, int tea
             }
         }
         kernel_grads(&du[0][0], WT_LANES, dg);
-        add_kernel_grads((const float(*)[WT_LANES])dg, n, dw + (size_t)i0 * 9);
+        add_kernel_grads((const float(*)[WT_LANES])dg, n, dw + (size_t)i0 * 9, set);
     }
 }
 
@@ -494,8 +501,8 @@ static size_t dw_whole_floats(const conv2d_shape *s, int nt) {
            (size_t)nt * dw_whole_thread_floats(s->C, kc, T, (long)s->N * TH);
 }
 
-static void dw_whole(const conv2d_shape *s, const float *x, const float *dy, float *dw, float *ws,
-                     int nt) {
+static void dw_whole(const conv2d_shape *s, const float *x, const float *dy, float *dw, bool set,
+                     float *ws, int nt) {
     const int N = s->N, C = s->C, K = s->K, P = s->P, Q = s->Q, TH = (P + 1) / 2, TW = (Q + 1) / 2;
     const long rows = (long)N * TH, T = rows * TW;
     const int kc = dw_chunk_channels(C, K), nchunks = (K + kc - 1) / kc;
@@ -527,21 +534,22 @@ static void dw_whole(const conv2d_shape *s, const float *x, const float *dy, flo
                 const int n = xs - i0 < WT_LANES ? (int)(xs - i0) : WT_LANES;
                 float dg[9][WT_LANES];
                 kernel_grads(dU + i0, xs, dg);
-                add_kernel_grads((const float(*)[WT_LANES])dg, n, dw + ((size_t)k0 * C + i0) * 9);
+                add_kernel_grads((const float(*)[WT_LANES])dg, n, dw + ((size_t)k0 * C + i0) * 9,
+                                 set);
             }
         }
     }
 }
 
 bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float *dy, float *dw,
-                             float *ws, size_t ws_floats) {
+                             bool set, float *ws, size_t ws_floats) {
     const size_t u = u_floats(s), slice = slice_floats(s);
     if (!ws || ws_floats < u + slice) return false;
     int nt = omp_get_max_threads();
     if (nt < 1) nt = 1;
     const size_t whole = dw_whole_floats(s, nt);
     if (whole > 0 && whole <= ws_floats) {
-        dw_whole(s, x, dy, dw, ws, nt);
+        dw_whole(s, x, dy, dw, set, ws, nt);
         return true;
     }
     if ((size_t)nt > ws_floats / (u + slice)) nt = (int)(ws_floats / (u + slice));
@@ -586,7 +594,7 @@ bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float 
                             D + xi * dstride, tb, V + xi * vstride, tb, beta, dU + xi * KC, C);
         }
     }
-    dw_reduce(ws, u + slice, nblocks, team, KC, dw, nt);
+    dw_reduce(ws, u + slice, nblocks, team, KC, dw, set, nt);
     return true;
 }
 

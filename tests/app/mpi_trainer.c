@@ -4,7 +4,8 @@
  * - W ranks with global batch B == 1 rank with batch B (sync-BN model, augmentation, dropout)
  * - 1 rank with gradient accumulation == W ranks without (model without BN, dropout), for
  *   each gradient route: MPI buckets, one blocking MPI allreduce, the shared-memory window
- *   (the first test runs the default, auto: the window on one node)
+ *   (the first test runs the default, auto: the window on one node, where each rank steps
+ *   its slice of the parameters); the momentum the run leaves matches too, on every rank
  * - all ranks hold bitwise-identical parameters; the same seed twice is bitwise identical
  * - sharded evaluation on W ranks gives exactly the single-rank counts */
 #include "app.h"
@@ -98,7 +99,18 @@ static void test_accumulation_matches_ranks(dp_app *world, const char *route, bo
     dp_app_data d;
     dp_model m;
     snapshot init, pw;
-    setup_and_train(world, text, &d, &m, &init, &pw);
+    setup(world, text, &d, &m);
+    take(&m, &init);
+    float *mom_w = malloc(sizeof(float) * m.n_param_floats),
+          *mom_1 = malloc(sizeof(float) * m.n_param_floats);
+    CHECK(train_momentum(world, &d, &m, mom_w) == DP_OK);
+    take(&m, &pw);
+    /* every rank holds all of the momentum (the sharded route gathers it at the epoch's end) */
+    uint64_t h[2] = {dp_fnv1a(mom_w, sizeof(float) * m.n_param_floats), 0};
+    h[1] = h[0];
+    MPI_Allreduce(MPI_IN_PLACE, &h[0], 1, MPI_UINT64_T, MPI_MIN, world->dist.comm);
+    MPI_Allreduce(MPI_IN_PLACE, &h[1], 1, MPI_UINT64_T, MPI_MAX, world->dist.comm);
+    CHECK_MSG(h[0] == h[1], "%s: the ranks' momentum differs after training", route);
     dp_model_free(&m);
     app_close_data(&d);
 
@@ -108,8 +120,12 @@ static void test_accumulation_matches_ranks(dp_app *world, const char *route, bo
     setup(&self, text, &d, &m);
     snprintf(self.cfg.run.dir, sizeof self.cfg.run.dir, DIR "/self%d", world->dist.rank);
     restore(&m, &init);
-    CHECK(train(&self, &d, &m) == DP_OK);
+    CHECK(train_momentum(&self, &d, &m, mom_1) == DP_OK);
     double rel = worst_rel(&m, pw.params, m.param_data);
+    double rel_mom = worst_rel(&m, mom_w, mom_1);
+    CHECK_MSG(rel_mom <= 1e-5, "W=%d (%s) vs 1 rank: worst relative momentum difference %.3g", W,
+              route, rel_mom);
+    free(mom_w), free(mom_1);
     if (world->dist.rank == 0)
         printf("W=%d ranks (%s, overlap %d) vs 1 rank x %d accumulation: worst relative "
                "difference %.3g\n",

@@ -30,15 +30,22 @@ static inline void drop(snapshot *s) {
     free(s->buffers);
 }
 
-/* Trains from the current weights with `app`'s view of the ranks. */
-static inline dp_status train(dp_app *app, dp_app_data *d, dp_model *m) {
+/* Trains from the current weights with `app`'s view of the ranks; momentum (NULL or
+ * n_param_floats) receives the optimizer's momentum as the run leaves it. */
+static inline dp_status train_momentum(dp_app *app, dp_app_data *d, dp_model *m, float *momentum) {
     trainer t;
     dp_error err = {0};
     dp_status st = trainer_init(&t, app, d, m, &err);
     if (st == DP_OK) st = trainer_run(&t, &err);
     if (st != DP_OK) fprintf(stderr, "train: %s\n", err.msg);
+    if (st == DP_OK && momentum)
+        memcpy(momentum, t.opt.momentum, sizeof(float) * m->n_param_floats);
     trainer_free(&t);
     return st;
+}
+
+static inline dp_status train(dp_app *app, dp_app_data *d, dp_model *m) {
+    return train_momentum(app, d, m, NULL);
 }
 
 /* max over tensors of ||a - b|| / ||b|| */

@@ -1,7 +1,9 @@
 /* The shared-memory sum (src/dist/shm_sum.c): every rank ends with the exact elementwise sum
  * over ranks, whatever the length (slices of whole cache lines, empty slices when the buffer
- * is shorter than W lines), run after run on the same window; the room check says no when
- * there is no room. Run with 1, 2 and 4 ranks. */
+ * is shorter than W lines), run after run on the same window; the sum with an update folded
+ * in (the sharded optimizer step) updates every float once, on its owner, and leaves every
+ * rank with the whole updated state; the gather gives every rank each owner's slice; the room
+ * check says no when there is no room. Run with 1, 2 and 4 ranks. */
 #include "mpi_testutil.h"
 #include "shm_sum.h"
 #include <stdint.h>
@@ -35,6 +37,77 @@ static void test_sum(dp_dist *d, size_t n) {
     dp_shm_sum_free(s);
 }
 
+/* the update of the test: state -= sum, and a count of the floats this rank updated */
+typedef struct {
+    float *state;
+    size_t updated;
+} update_ctx;
+
+static void subtract_sum(void *ctx, const float *sum, size_t lo, size_t hi) {
+    update_ctx *c = ctx;
+    for (size_t i = lo; i < hi; i++) c->state[i] -= sum[i - lo];
+#pragma omp atomic
+    c->updated += hi - lo;
+}
+
+static void test_update_and_gather(dp_dist *d, size_t n) {
+    dp_error err = {0};
+    dp_shm_sum *s = NULL;
+    float *slot = NULL;
+    CHECK_MSG(dp_shm_sum_create(&s, d, n, &slot, &err) == DP_OK, "%s", err.msg);
+    if (!s) return;
+    float *state = malloc(sizeof(float) * (n + 1));
+    for (size_t i = 0; i < n; i++) state[i] = (float)(i % 977); /* the same on every rank */
+    update_ctx c = {.state = state};
+    size_t wrong = 0;
+    for (int run = 0; run < 2; run++) {
+        for (size_t i = 0; i < n; i++) slot[i] = value(d->rank, i, run);
+        CHECK(dp_shm_sum_update(s, subtract_sum, &c, state, &err) == DP_OK);
+    }
+    for (size_t i = 0; i < n; i++) {
+        float expect = (float)(i % 977);
+        for (int run = 0; run < 2; run++) {
+            float sum = 0;
+            for (int q = 0; q < d->world; q++) sum += value(q, i, run);
+            expect -= sum;
+        }
+        wrong += state[i] != expect;
+    }
+    CHECK_MSG(wrong == 0, "update n=%zu rank %d: %zu floats wrong", n, d->rank, wrong);
+    int64_t updated = (int64_t)c.updated;
+    CHECK(dp_dist_sum_i64(d, &updated, 1, &err) == DP_OK);
+    CHECK_MSG(updated == (int64_t)(2 * n), "update n=%zu: %lld floats updated over ranks, want %zu",
+              n, (long long)updated, 2 * n);
+
+    /* gather: this rank's slice right, the rest garbage; afterwards all right everywhere */
+    size_t lo, hi;
+    dp_shm_slice(n, d->world, d->rank, &lo, &hi);
+    for (size_t i = 0; i < n; i++) state[i] = i >= lo && i < hi ? (float)i : -1.0f - d->rank;
+    CHECK(dp_shm_gather(s, state, &err) == DP_OK);
+    wrong = 0;
+    for (size_t i = 0; i < n; i++) wrong += state[i] != (float)i;
+    CHECK_MSG(wrong == 0, "gather n=%zu rank %d: %zu floats wrong", n, d->rank, wrong);
+    free(state);
+    dp_shm_sum_free(s);
+}
+
+/* the slices tile [0, n) in rank order, in whole cache lines but for the end */
+static void test_slices(void) {
+    const size_t sizes[] = {0, 5, 16, 17, 1000003};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
+        for (int world = 1; world <= 5; world++) {
+            size_t next = 0;
+            for (int q = 0; q < world; q++) {
+                size_t lo, hi;
+                dp_shm_slice(sizes[k], world, q, &lo, &hi);
+                CHECK(lo == next && hi >= lo && hi <= sizes[k]);
+                CHECK(lo % 16 == 0 && (hi % 16 == 0 || hi == sizes[k]));
+                next = hi;
+            }
+            CHECK(next == sizes[k]);
+        }
+}
+
 static void test_room(void) {
     size_t have = 0;
     CHECK(!dp_shm_room("/nonexistent-dprune-dir", 1, &have) && have == 0);
@@ -51,7 +124,11 @@ int main(int argc, char **argv) {
     CHECK(dp_shm_single_node(&d, &one_node, &err) == DP_OK);
     CHECK_MSG(one_node, "mpirun on one machine: every rank should share the node");
     const size_t sizes[] = {0, 5, 16, 17, 63, 1000, 1000003};
-    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) test_sum(&d, sizes[k]);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        test_sum(&d, sizes[k]);
+        test_update_and_gather(&d, sizes[k]);
+    }
+    test_slices();
     test_room();
     return dp_test_finish_mpi(&d);
 }

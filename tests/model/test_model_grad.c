@@ -1,6 +1,8 @@
 /* The whole graph's backward (conv, BN, ReLU, max-pool, residual add, option-A shortcut,
  * projection shortcut, dropout, global pool, linear, cross-entropy) against central finite
- * differences of the loss, computed in double. */
+ * differences of the loss, computed in double; gradients accumulate over backward calls, and
+ * with write_grads backward writes them (old contents never read) with the same bits as
+ * clearing and adding, on the im2col and the Winograd paths. */
 #include "dprune/model.h"
 #include "dprune/nn.h"
 #include "testutil.h"
@@ -106,6 +108,26 @@ int main(void) {
     for (size_t i = 0; i < m.n_param_floats; i++)
         doubled &= fabsf(m.grad_data[i] - 2 * analytic[i]) <= 1e-5f + 1e-4f * fabsf(analytic[i]);
     CHECK(doubled);
+
+    /* write_grads over NaN: every tensor written, the bits of a cleared buffer plus one pass */
+    for (int algo = 0; algo < 2; algo++) {
+        conv2d_set_algo(algo ? CONV2D_ALGO_WINOGRAD : CONV2D_ALGO_IM2COL);
+        memset(m.grad_data, 0, sizeof(float) * m.n_param_floats);
+        loss_of(&m, &a, xin, labels, &o, true);
+        memcpy(analytic, m.grad_data, sizeof(float) * m.n_param_floats);
+        for (size_t i = 0; i < m.n_param_floats; i++) m.grad_data[i] = NAN;
+        dp_forward_opts ow = o;
+        ow.write_grads = true;
+        loss_of(&m, &a, xin, labels, &ow, true);
+        for (int p = 0; p < m.n_params; p++) {
+            const dp_tensor_view *v = &m.params[p];
+            CHECK_MSG(memcmp(m.grad_data + v->offset, analytic + v->offset,
+                             sizeof(float) * v->numel) == 0,
+                      "write_grads (%s): %s differs from clearing and adding",
+                      algo ? "winograd" : "im2col", v->name);
+        }
+    }
+    conv2d_set_algo(CONV2D_ALGO_AUTO);
 
     dp_free(analytic);
     dp_activations_free(&a, &m);

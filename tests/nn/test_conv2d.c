@@ -1,9 +1,11 @@
 /* conv2d: shape arithmetic, FLOPs, backward vs finite differences, fast (im2col/GEMM, OpenMP;
  * Winograd F(2x2,3x3) for 3x3 stride 1, direct convolution for small stride-1 layers) vs naive with
- * 1 and 2 threads, workspace clamping, determinism, accumulation. Each path is also forced on its
+ * 1 and 2 threads, workspace clamping, determinism, accumulation, gradients written instead of
+ * added (set_grads: never reading the old contents). Each path is also forced on its
  * own (conv2d_set_algo). */
 #include "dprune/nn.h"
 #include "gradcheck.h"
+#include <math.h>
 #include <omp.h>
 
 typedef struct {
@@ -100,9 +102,19 @@ static void check_fast_vs_naive(const conv_cfg *g, int threads, int ws_threads, 
     conv2d_backward(&s, x, w, dy, NULL, dw3, NULL, ws, nws);
     gc_close(name, dw3, dw1, nw, 1e-4);
 
+    // set_grads: dw and db written, their NaN contents never read; the bits of clear + add
+    float *dw4 = dp_alloc_floats(nw), *db4 = dp_alloc_floats(g->K);
+    for (size_t i = 0; i < nw; i++) dw4[i] = NAN, dw3[i] = 0.0f;
+    for (int k = 0; k < g->K; k++) db4[k] = NAN, db1[k] = 0.0f;
+    conv2d_backward_kept(&s, x, w, dy, NULL, dw4, db4, true, ws, nws, NULL);
+    conv2d_backward(&s, x, w, dy, NULL, dw3, db1, ws, nws);
+    CHECK_MSG(memcmp(dw4, dw3, nw * sizeof(float)) == 0 &&
+                  memcmp(db4, db1, g->K * sizeof(float)) == 0,
+              "%s: set_grads differs from clearing and adding", name);
+
     dp_free(ws), dp_free(x), dp_free(w), dp_free(b), dp_free(dy), dp_free(y1), dp_free(y2);
     dp_free(dx1), dp_free(dx2), dp_free(dw1), dp_free(dw2), dp_free(db1), dp_free(db2);
-    dp_free(dw3);
+    dp_free(dw3), dp_free(dw4), dp_free(db4);
 }
 
 // same thread count -> bitwise identical dW; backward twice -> twice the gradient
@@ -160,19 +172,19 @@ static void check_kept_weights(void) {
     memset(dw1, 0, nw * sizeof(float)), memset(dw2, 0, nw * sizeof(float));
     memset(db1, 0, s.K * sizeof(float)), memset(db2, 0, s.K * sizeof(float));
     conv2d_backward(&s, x, w, dy, dx1, dw1, db1, ws, nws);
-    conv2d_backward_kept(&s, x, w, dy, dx2, dw2, db2, ws, nws, &keep);
+    conv2d_backward_kept(&s, x, w, dy, dx2, dw2, db2, false, ws, nws, &keep);
     CHECK(memcmp(dx1, dx2, nx * sizeof(float)) == 0);
     CHECK(memcmp(dw1, dw2, nw * sizeof(float)) == 0);
     CHECK(memcmp(db1, db2, s.K * sizeof(float)) == 0);
     /* dx is computed from the kept U, not from w */
     for (size_t i = 0; i < nk; i++) keep.u[i] *= 2;
     memset(dx2, 0, nx * sizeof(float));
-    conv2d_backward_kept(&s, x, w, dy, dx2, dw2, NULL, ws, nws, &keep);
+    conv2d_backward_kept(&s, x, w, dy, dx2, dw2, NULL, false, ws, nws, &keep);
     CHECK_MSG(dp_max_rel_diff(dx2, dx1, nx) > 0.5, "a doubled kept U should double dx");
     /* ... unless it is not valid */
     keep.valid = false;
     memset(dx2, 0, nx * sizeof(float));
-    conv2d_backward_kept(&s, x, w, dy, dx2, dw2, NULL, ws, nws, &keep);
+    conv2d_backward_kept(&s, x, w, dy, dx2, dw2, NULL, false, ws, nws, &keep);
     CHECK(memcmp(dx1, dx2, nx * sizeof(float)) == 0);
     /* too few positions for Winograd (1 sample of 2x2): nothing kept, the result unchanged */
     conv2d_shape small;

@@ -1,7 +1,8 @@
 /* dp_sgd_step against hand-computed torch.optim.SGD updates (dampening 0) on 3-element tensors:
  * plain SGD, momentum (the first step initialises the buffer with the gradient), Nesterov,
  * weight decay, both together over two steps, and no_decay_bn_bias exempting BN parameters and
- * biases (params[].no_decay_candidate) from weight decay. */
+ * biases (params[].no_decay_candidate) from weight decay; a step made of ranges
+ * (dp_sgd_step_range, the sharded route's step) gives the full step's bits. */
 #include "dprune/optim.h"
 #include "testutil.h"
 #include <string.h>
@@ -81,6 +82,41 @@ static void two_steps(double momentum, bool nesterov, double wd, const float *wa
     for (int p = 0; p < m.n_params; p++) expect(&m, p, want2, what);
     dp_sgd_free(&o);
     dp_model_free(&m);
+}
+
+/* three steps, once whole and once as ranges of 1..7 floats that cut across tensors and the
+ * padding between them: the same bits in parameters and momentum */
+static void test_ranges_match_full_step(void) {
+    dp_model a, b;
+    dp_train_config tc;
+    dp_sgd oa, ob;
+    dp_error err = {0};
+    build(&a), build(&b);
+    config(&tc, 0.9, true, 0.01, true);
+    CHECK(dp_sgd_init(&oa, &a, &tc, &err) == DP_OK && dp_sgd_init(&ob, &b, &tc, &err) == DP_OK);
+    set_all(&a, P0, G1);
+    set_all(&b, P0, G1);
+    const size_t n = a.n_param_floats;
+    CHECK(n > 12); /* there is padding between the 3-float tensors */
+    for (int step = 0; step < 3; step++) {
+        for (int p = 0; p < a.n_params; p++) {
+            memcpy(dp_grad_ptr(&a, p), step % 2 ? G2 : G1, sizeof(float) * 3);
+            memcpy(dp_grad_ptr(&b, p), step % 2 ? G2 : G1, sizeof(float) * 3);
+        }
+        dp_sgd_step(&oa, &a, tc.lr);
+        for (size_t lo = 0, len = 1; lo < n; lo += len, len = len % 7 + 1) {
+            size_t hi = lo + len < n ? lo + len : n;
+            dp_sgd_step_range(&ob, &b, tc.lr, b.grad_data + lo, lo, hi);
+        }
+        dp_sgd_end_step(&ob);
+        CHECK(memcmp(a.param_data, b.param_data, sizeof(float) * n) == 0);
+        for (int p = 0; p < a.n_params; p++)
+            CHECK(memcmp(oa.momentum + a.params[p].offset, ob.momentum + b.params[p].offset,
+                         sizeof(float) * 3) == 0);
+    }
+    CHECK(ob.started);
+    dp_sgd_free(&oa), dp_sgd_free(&ob);
+    dp_model_free(&a), dp_model_free(&b);
 }
 
 int main(void) {
@@ -163,5 +199,6 @@ int main(void) {
         dp_sgd_free(&o);
         dp_model_free(&m);
     }
+    test_ranges_match_full_step();
     return dp_test_finish();
 }
