@@ -54,7 +54,8 @@ dp_status dp_dist_check_identical(dp_dist *d, const dp_model *m, dp_error *err);
  *        buffer back, holding the current values), and finish() sums the slots in place
  *        after backward (src/dist/shm_sum.c): no copies through MPI (60 MB on 2 ranks:
  *        6.3 ms against 27 ms for MPI_Iallreduce, bench_shm_sum). Buckets and overlap do not
- *        apply.
+ *        apply. finish_update folds the optimizer step into the sum, each rank stepping its
+ *        slice (sum and step of 60 MB on 2 ranks: 9.4 ms against 15.2 ms, bench_shm_sum).
  *   auto shm when every rank is on one node and the window fits in the backing directory
  *        (/dev/shm), else mpi; rank 0 says why when it falls back. */
 typedef enum { DP_SUM_AUTO, DP_SUM_MPI, DP_SUM_SHM } dp_sum_route;

@@ -140,10 +140,10 @@ static const dp_setting dp_schema[] = {
     ENUM(dist, allreduce, "auto", "auto|mpi|shm",
          "How gradients are summed over ranks. mpi = MPI_Iallreduce in buckets (overlap, "
          "bucket_mb); shm = every rank's gradient buffer is its slot of a shared-memory window "
-         "and the ranks sum it in place after backward (ranks on one node only; a quarter of "
+         "and the ranks sum it in place after backward, each rank also taking the optimizer "
+         "step for its slice of the parameters (ranks on one node only; a quarter of "
          "MPI_Iallreduce's time for 60 MB on 2 ranks); auto = shm when all ranks share one node "
-         "and /dev/shm has "
-         "room, else mpi."),
+         "and /dev/shm has room, else mpi."),
     BOOL(dist, overlap, true,
          "Allreduce gradients in buckets posted during backward (overlapping compute); "
          "false = one blocking allreduce after backward, for comparison. The mpi route only "
