@@ -15,22 +15,33 @@ static float value(int rank, size_t i, int run) {
     return (float)((int)((i * 7 + (size_t)rank * 131 + (size_t)run * 17) % 1000) - 500);
 }
 
-static void test_sum(dp_dist *d, size_t n) {
+/* what the sum over ranks of value() is at i */
+static float expected_sum(int world, size_t i, int run) {
+    float sum = 0;
+    for (int q = 0; q < world; q++) sum += value(q, i, run);
+    return sum;
+}
+
+/* a window of n floats per rank (NULL, the check failed, if it cannot be made) */
+static dp_shm_sum *open_window(dp_dist *d, size_t n, float **slot) {
     dp_error err = {0};
     dp_shm_sum *s = NULL;
+    CHECK_MSG(dp_shm_sum_create(&s, d, n, slot, &err) == DP_OK, "%s", err.msg);
+    return s;
+}
+
+static void test_sum(dp_dist *d, size_t n) {
+    dp_error err = {0};
     float *slot = NULL;
-    CHECK_MSG(dp_shm_sum_create(&s, d, n, &slot, &err) == DP_OK, "%s", err.msg);
+    dp_shm_sum *s = open_window(d, n, &slot);
     if (!s) return;
     CHECK_MSG(((uintptr_t)slot & 63) == 0, "slot %p is not 64-byte aligned", (void *)slot);
     for (int run = 0; run < 3; run++) {
         for (size_t i = 0; i < n; i++) slot[i] = value(d->rank, i, run);
         CHECK(dp_shm_sum_run(s, &err) == DP_OK);
         size_t wrong = 0, first = 0;
-        for (size_t i = 0; i < n; i++) {
-            float expect = 0;
-            for (int q = 0; q < d->world; q++) expect += value(q, i, run);
-            if (slot[i] != expect && wrong++ == 0) first = i;
-        }
+        for (size_t i = 0; i < n; i++)
+            if (slot[i] != expected_sum(d->world, i, run) && wrong++ == 0) first = i;
         CHECK_MSG(wrong == 0, "n=%zu run %d rank %d: %zu wrong sums, first at %zu", n, run, d->rank,
                   wrong, first);
     }
@@ -52,9 +63,8 @@ static void subtract_sum(void *ctx, const float *sum, size_t lo, size_t hi) {
 
 static void test_update_and_gather(dp_dist *d, size_t n) {
     dp_error err = {0};
-    dp_shm_sum *s = NULL;
     float *slot = NULL;
-    CHECK_MSG(dp_shm_sum_create(&s, d, n, &slot, &err) == DP_OK, "%s", err.msg);
+    dp_shm_sum *s = open_window(d, n, &slot);
     if (!s) return;
     float *state = malloc(sizeof(float) * (n + 1));
     for (size_t i = 0; i < n; i++) state[i] = (float)(i % 977); /* the same on every rank */
@@ -66,11 +76,7 @@ static void test_update_and_gather(dp_dist *d, size_t n) {
     }
     for (size_t i = 0; i < n; i++) {
         float expect = (float)(i % 977);
-        for (int run = 0; run < 2; run++) {
-            float sum = 0;
-            for (int q = 0; q < d->world; q++) sum += value(q, i, run);
-            expect -= sum;
-        }
+        for (int run = 0; run < 2; run++) expect -= expected_sum(d->world, i, run);
         wrong += state[i] != expect;
     }
     CHECK_MSG(wrong == 0, "update n=%zu rank %d: %zu floats wrong", n, d->rank, wrong);
