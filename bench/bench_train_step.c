@@ -11,8 +11,8 @@
  * With "profile" it then times every conv layer's forward and backward alone (median of ITERS)
  * and prints a per-layer table: the place to look for what is slow; before it, a per-node table of
  * the whole step's forward and backward (mean over ITERS steps, node clocks of forward.c).
- * DPRUNE_CONV_ALGO=im2col|winograd|direct in the environment forces a conv path (conv2d_set_algo),
- * to measure what each one buys. */
+ * DPRUNE_CONV_ALGO=im2col|winograd|direct|taps in the environment forces a conv path
+ * (conv2d_set_algo), to measure what each one buys. */
 #include "dprune/model.h"
 #include "dprune/nn.h"
 #include "dprune/optim.h"
@@ -133,6 +133,7 @@ int main(int argc, char **argv) {
     if (algo && !strcmp(algo, "im2col")) conv2d_set_algo(CONV2D_ALGO_IM2COL);
     if (algo && !strcmp(algo, "winograd")) conv2d_set_algo(CONV2D_ALGO_WINOGRAD);
     if (algo && !strcmp(algo, "direct")) conv2d_set_algo(CONV2D_ALGO_DIRECT);
+    if (algo && !strcmp(algo, "taps")) conv2d_set_algo(CONV2D_ALGO_TAPS);
 
     int c, h, classes;
     input_of(arch, &c, &h, &classes);

@@ -63,18 +63,23 @@ void conv2d_forward_keep(const conv2d_shape *s, const float *x, const float *w, 
 void conv2d_backward_kept(const conv2d_shape *s, const float *x, const float *w, const float *dy,
                           float *dx, float *dw, float *db, bool set_grads, float *ws,
                           size_t ws_floats, const conv2d_kept *keep);
-/* Which fast path conv2d_forward/backward take. AUTO: Winograd F(2x2,3x3) (forward and dx;
- * dW stays im2col) for 3x3 stride-1 convs with enough channels, im2col + SGEMM otherwise.
+/* Which fast path conv2d_forward/backward take. AUTO: Winograd F(2x2,3x3) (forward, dx and
+ * dW) for 3x3 stride-1 convs with enough channels, im2col + SGEMM otherwise.
  * Forcing WINOGRAD applies it to every 3x3 stride-1 conv (pad 0..2); others stay im2col.
- * Process-wide; for tests and benchmarks. The workspace size does not depend on it. */
-/* AUTO also runs small stride-1 convs (C*R*S <= 160, K <= 16, R*S > 1: lenet5's) as a direct
+ * Process-wide; for tests and benchmarks. The workspace size does not depend on it.
+ * AUTO also runs small stride-1 convs (C*R*S <= 160, K <= 16, R*S > 1: lenet5's) as a direct
  * convolution; forcing DIRECT applies it to the stride-1 convs with pad < R and S, C*R*S <= 256
- * and K <= 64 (the workspace is sized for those only; others stay on im2col). */
+ * and K <= 64 (the workspace is sized for those only; others stay on im2col).
+ * TAPS (one GEMM per kernel tap over the positions it reaches inside the map): AUTO takes it
+ * for the Winograd shapes whose maps are so small that the taps multiply no more than
+ * Winograd does (VGG's 2x2 and 1x1 maps); forcing it applies it to every conv on maps of at
+ * most 64 positions (the workspace is sized for those; others stay on im2col). */
 typedef enum {
     CONV2D_ALGO_AUTO = 0,
     CONV2D_ALGO_IM2COL,
     CONV2D_ALGO_WINOGRAD,
-    CONV2D_ALGO_DIRECT
+    CONV2D_ALGO_DIRECT,
+    CONV2D_ALGO_TAPS
 } conv2d_algo;
 void conv2d_set_algo(conv2d_algo algo);
 void conv2d_forward_naive(const conv2d_shape *s, const float *x, const float *w, const float *b,

@@ -1,6 +1,7 @@
 /* conv2d: im2col + SGEMM fast path (direct GEMM for 1x1/stride 1/pad 0), OpenMP over samples,
- * Winograd for 3x3 stride-1 (conv2d_winograd.c), and the plain-loop reference kernels the fast
- * paths are tested against. */
+ * Winograd for 3x3 stride-1 (conv2d_winograd.c), one GEMM per tap on small maps
+ * (conv2d_taps.c), direct convolution for tiny layers (conv2d_direct.c), and the plain-loop
+ * reference kernels the fast paths are tested against. */
 #include "conv2d_internal.h"
 #include <cblas.h>
 #include <omp.h>
@@ -27,7 +28,8 @@ int64_t conv2d_flops(const conv2d_shape *s) {
  * GEMM speed. A chunk makes them one GEMM of nb*PQ columns. buf holds the chunk's y (forward)
  * or dy (backward) as [K, nb*PQ], the layout the GEMM needs, since tensors are [n, K, PQ]. */
 
-enum { CHUNK_COLS = 256 }; /* GEMM columns a chunk aims for */
+enum { CHUNK_COLS = 256 };        /* GEMM columns a chunk aims for */
+enum { TAPS_MAX_POSITIONS = 64 }; /* output positions per map up to which taps can run */
 
 /* A 1x1 stride-1 unpadded conv is a plain GEMM on the input plane: x_n [C,HW] is its own
  * im2col matrix, so a one-sample chunk needs no col buffer. */
@@ -77,6 +79,12 @@ size_t conv2d_workspace_floats(const conv2d_shape *s, int nthreads) {
         size_t nd = conv2d_direct_workspace_floats(s, nthreads);
         if (nd > n) n = nd;
     }
+    /* taps likewise only on small maps, where AUTO may take it: its gathered inputs are
+     * R*S times the batch's input on large ones */
+    if (conv2d_taps_applicable(s) && s->P * s->Q <= TAPS_MAX_POSITIONS) {
+        size_t nt = conv2d_taps_workspace_floats(s, nthreads);
+        if (nt > n) n = nt;
+    }
     return n;
 }
 
@@ -98,6 +106,19 @@ static bool use_wino(const conv2d_shape *s) {
         return false;
     if (g_algo == CONV2D_ALGO_WINOGRAD) return true;
     return s->C >= 16 && s->K >= 16 && (long)s->N * s->P * s->Q >= 64;
+}
+
+/* One GEMM per tap where the maps are so small that most (tap, position) pairs fall in the
+ * padding and the taps multiply no more than Winograd would: VGG's 2x2 maps (16 products per
+ * sample and (c, k), as Winograd's one tile) and 1x1 maps (1 against 16). Same multiply-adds
+ * as Winograd, but the weights are read in place instead of transformed into 1.8x their size
+ * and packed from there: that per-call traffic dominates these layers (NOTES "Session 7"). */
+static bool use_taps(const conv2d_shape *s) {
+    if (g_algo == CONV2D_ALGO_TAPS)
+        return conv2d_taps_applicable(s) && s->P * s->Q <= TAPS_MAX_POSITIONS;
+    if (g_algo != CONV2D_ALGO_AUTO || !use_wino(s)) return false;
+    const size_t wino = (size_t)16 * ((s->P + 1) / 2) * ((s->Q + 1) / 2);
+    return conv2d_taps_products(s) <= wino;
 }
 
 /* Direct convolution for small stride-1 layers: below ~160 taps and 16 output channels the
@@ -211,6 +232,7 @@ static void col2im_add(const conv2d_shape *s, const float *col, size_t ld, float
 size_t conv2d_kept_floats(const conv2d_shape *s) {
     /* s->N is the largest batch: use_wino only grows with N, so a shape it declines at N never
      * runs on Winograd with fewer samples */
+    if (use_taps(s)) return 0; /* reads w in place */
     return use_wino(s) ? conv2d_wino_u_floats(s) : 0;
 }
 
@@ -223,6 +245,10 @@ void conv2d_forward_keep(const conv2d_shape *s, const float *x, const float *w, 
                          float *y, float *ws, size_t ws_floats, conv2d_kept *keep) {
     float *u_keep = keep ? keep->u : NULL; /* sized by conv2d_kept_floats for any N <= cap */
     if (keep) keep->valid = false;
+    if (use_taps(s)) {
+        if (conv2d_taps_forward(s, x, w, b, y, ws, ws_floats)) return;
+        u_keep = NULL; /* nothing was reserved for this shape */
+    }
     if (use_wino(s) && conv2d_wino_forward(s, x, w, b, y, ws, ws_floats, u_keep)) {
         if (keep) keep->valid = u_keep != NULL;
         return;
@@ -307,10 +333,15 @@ void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, cons
 void conv2d_backward_kept(const conv2d_shape *s, const float *x, const float *w, const float *dy,
                           float *dx, float *dw, float *db, bool set_grads, float *ws,
                           size_t ws_floats, const conv2d_kept *keep) {
-    /* Winograd dW then dx, one after the other in the same workspace; a workspace too small
-     * for Winograd (sized for another shape) falls back to im2col. */
-    if (ws && use_wino(s) && ws_floats >= conv2d_wino_workspace_floats(s, 1)) {
-        const float *u_kept = keep && keep->valid ? keep->u : NULL;
+    /* A workspace too small for taps or Winograd (sized for another shape) falls back to
+     * im2col. A kept U is Winograd's, never read for a shape on taps. */
+    if (use_taps(s) && conv2d_taps_backward(s, x, w, dy, dx, dw, set_grads, ws, ws_floats)) {
+        if (db) bias_grad(s, dy, db, set_grads, omp_get_max_threads());
+        return;
+    }
+    /* Winograd dW then dx, one after the other in the same workspace */
+    if (ws && use_wino(s) && ws_floats >= conv2d_wino_min_workspace_floats(s)) {
+        const float *u_kept = keep && keep->valid && !use_taps(s) ? keep->u : NULL;
         conv2d_wino_backward_dw(s, x, dy, dw, set_grads, ws, ws_floats);
         if (dx) conv2d_wino_backward_dx(s, w, dy, dx, ws, ws_floats, u_kept);
         if (db) bias_grad(s, dy, db, set_grads, omp_get_max_threads());

@@ -9,6 +9,8 @@
 bool conv2d_wino_applicable(const conv2d_shape *s);
 /* floats the forward and the dx backward need for nthreads threads (same for both) */
 size_t conv2d_wino_workspace_floats(const conv2d_shape *s, int nthreads);
+/* the least any pass runs in (one thread, cache-sized blocks); the backward's test */
+size_t conv2d_wino_min_workspace_floats(const conv2d_shape *s);
 /* floats of the transformed weights U [16, K, C] */
 size_t conv2d_wino_u_floats(const conv2d_shape *s);
 /* y = conv(x, w) + b. Returns false (and does nothing) if ws cannot hold one thread's part.
@@ -35,5 +37,19 @@ bool conv2d_direct_forward(const conv2d_shape *s, const float *x, const float *w
  * count. */
 bool conv2d_direct_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
                             float *dx, float *dw, float *db, float *ws, size_t ws_floats);
+
+/* One small GEMM per kernel tap over the positions it reaches (conv2d_taps.c): any shape
+ * with R*S <= 121. The weights are read in place (nothing to keep between the passes). */
+bool conv2d_taps_applicable(const conv2d_shape *s);
+/* real (tap, position) pairs per sample: what the GEMMs multiply, per (c, k) pair */
+size_t conv2d_taps_products(const conv2d_shape *s);
+size_t conv2d_taps_workspace_floats(const conv2d_shape *s, int nthreads);
+/* y = conv(x, w) + b. Returns false (and does nothing) if ws cannot hold one thread's part. */
+bool conv2d_taps_forward(const conv2d_shape *s, const float *x, const float *w, const float *b,
+                         float *y, float *ws, size_t ws_floats);
+/* dw += (or = with set) the weight gradient, dx += the input gradient (if dx). Returns false
+ * (and does nothing) if ws is too small. Deterministic, and the same for any thread count. */
+bool conv2d_taps_backward(const conv2d_shape *s, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, bool set, float *ws, size_t ws_floats);
 
 #endif

@@ -110,8 +110,10 @@ int main(void) {
     CHECK(doubled);
 
     /* write_grads over NaN: every tensor written, the bits of a cleared buffer plus one pass */
-    for (int algo = 0; algo < 2; algo++) {
-        conv2d_set_algo(algo ? CONV2D_ALGO_WINOGRAD : CONV2D_ALGO_IM2COL);
+    const conv2d_algo algos[] = {CONV2D_ALGO_IM2COL, CONV2D_ALGO_WINOGRAD, CONV2D_ALGO_TAPS};
+    const char *algo_names[] = {"im2col", "winograd", "taps"};
+    for (int algo = 0; algo < 3; algo++) {
+        conv2d_set_algo(algos[algo]);
         memset(m.grad_data, 0, sizeof(float) * m.n_param_floats);
         loss_of(&m, &a, xin, labels, &o, true);
         memcpy(analytic, m.grad_data, sizeof(float) * m.n_param_floats);
@@ -123,8 +125,8 @@ int main(void) {
             const dp_tensor_view *v = &m.params[p];
             CHECK_MSG(memcmp(m.grad_data + v->offset, analytic + v->offset,
                              sizeof(float) * v->numel) == 0,
-                      "write_grads (%s): %s differs from clearing and adding",
-                      algo ? "winograd" : "im2col", v->name);
+                      "write_grads (%s): %s differs from clearing and adding", algo_names[algo],
+                      v->name);
         }
     }
     conv2d_set_algo(CONV2D_ALGO_AUTO);

@@ -2,7 +2,7 @@
  * Winograd F(2x2,3x3) for 3x3 stride 1, direct convolution for small stride-1 layers) vs naive with
  * 1 and 2 threads, workspace clamping, determinism, accumulation, gradients written instead of
  * added (set_grads: never reading the old contents). Each path is also forced on its
- * own (conv2d_set_algo). */
+ * own (conv2d_set_algo), the taps path (one GEMM per kernel tap on small maps) included. */
 #include "dprune/nn.h"
 #include "gradcheck.h"
 #include <math.h>
@@ -194,12 +194,44 @@ static void check_kept_weights(void) {
     CHECK(!keep.valid);
     conv2d_forward(&small, x, w, b, y1, ws, nws);
     CHECK(memcmp(y1, y2, ny_of(&small) * sizeof(float)) == 0);
+    /* VGG's 2x2 maps with enough samples for Winograd go to taps instead (16 products per
+     * sample either way), which read the weights in place: nothing to keep; 4x4 maps stay on
+     * Winograd (100 tap products against its 64) */
+    conv2d_shape vgg2, vgg4;
+    conv2d_shape_init(&vgg2, 16, 16, 2, 2, 24, 3, 3, 1, 1);
+    conv2d_shape_init(&vgg4, 16, 16, 4, 4, 24, 3, 3, 1, 1);
+    CHECK(conv2d_kept_floats(&vgg2) == 0);
+    CHECK(conv2d_kept_floats(&vgg4) >= (size_t)16 * 16 * 24);
     /* off Winograd altogether (3 input channels): no room asked for */
     conv2d_shape stem;
     conv2d_shape_init(&stem, 4, 3, 8, 8, 16, 3, 3, 1, 1);
     CHECK(conv2d_kept_floats(&stem) == 0);
     dp_free(keep.u), dp_free(ws), dp_free(x), dp_free(w), dp_free(b), dp_free(dy), dp_free(y1);
     dp_free(y2), dp_free(dx1), dp_free(dx2), dp_free(dw1), dp_free(dw2), dp_free(db1), dp_free(db2);
+}
+
+/* The taps path splits output (forward, dW) or input channels (dx) between threads, each
+ * element computed by one thread in a fixed order: 1 and 2 threads give the same bits. */
+static void check_taps_thread_independent(const conv_cfg *g) {
+    conv2d_set_algo(CONV2D_ALGO_TAPS);
+    conv2d_shape s;
+    shape_of(g, &s);
+    size_t nx = nx_of(&s), nw = nw_of(&s), ny = ny_of(&s), nws = conv2d_workspace_floats(&s, 2);
+    float *ws = dp_alloc_floats(nws), *x = gc_alloc_uniform(nx, 41, 1.0f);
+    float *w = gc_alloc_uniform(nw, 42, 0.5f), *dy = gc_alloc_uniform(ny, 43, 1.0f);
+    float *y[2], *dx[2], *dw[2];
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        y[t] = dp_alloc_floats(ny), dx[t] = dp_alloc_floats(nx), dw[t] = dp_alloc_floats(nw);
+        memset(dx[t], 0, nx * sizeof(float));
+        conv2d_forward(&s, x, w, NULL, y[t], ws, nws);
+        conv2d_backward_kept(&s, x, w, dy, dx[t], dw[t], NULL, true, ws, nws, NULL);
+    }
+    CHECK_MSG(memcmp(y[0], y[1], ny * sizeof(float)) == 0, "taps: y differs with 2 threads");
+    CHECK_MSG(memcmp(dx[0], dx[1], nx * sizeof(float)) == 0, "taps: dx differs with 2 threads");
+    CHECK_MSG(memcmp(dw[0], dw[1], nw * sizeof(float)) == 0, "taps: dw differs with 2 threads");
+    for (int t = 0; t < 2; t++) dp_free(y[t]), dp_free(dx[t]), dp_free(dw[t]);
+    dp_free(ws), dp_free(x), dp_free(w), dp_free(dy);
 }
 
 /* Every cfg[0..n) through one forced algorithm at 1 and 2 threads; a workspace for one thread
@@ -224,8 +256,8 @@ int main(void) {
     conv2d_shape_init(&s, 2, 3, 224, 224, 64, 7, 7, 2, 3);
     CHECK(s.P == 112 && s.Q == 112);
     CHECK(conv2d_flops(&s) == (int64_t)2 * 64 * 112 * 112 * 3 * 7 * 7);
-    conv2d_shape_init(&s, 1, 8, 7, 10, 8, 3, 3, 2, 1);
-    CHECK(s.P == 4 && s.Q == 5);
+    conv2d_shape_init(&s, 1, 8, 21, 20, 8, 3, 3, 2, 1); /* > 64 positions: no taps workspace */
+    CHECK(s.P == 11 && s.Q == 10);
     CHECK(conv2d_workspace_floats(&s, 2) >= 2 * conv2d_workspace_floats(&s, 1) - 32);
 
     // a hand case: 1 channel 3x3 input, 2x2 kernel of ones, bias 1 -> window sums + 1
@@ -279,7 +311,9 @@ int main(void) {
      * whole batch by chunks of output channels (the last in two uneven chunks). The last two
      * have K C > 32768, so U is written with streaming stores, {1, 181, 20, 20, 183} with K C
      * odd (U's rows not 16-byte aligned) and dW on the blocked path; {1, 4, 2, 30, 5} has a
-     * single tile row, so the blocked dW's second thread gets no block. */
+     * single tile row, so the blocked dW's second thread gets no block. {2, 96, 14, 12, 96} has
+     * more weights than tiles (84 tiles, 96 channels): the forward and dx take all of a
+     * thread's tiles in one block, larger than the cache-sized 80. */
     const conv_cfg wino[] = {
         {3, 3, 9, 7, 5, 3, 3, 1, 1, 1},     {2, 4, 8, 8, 6, 3, 3, 1, 1, 0},
         {2, 5, 7, 6, 4, 3, 3, 1, 0, 1},     {2, 3, 5, 5, 2, 3, 3, 1, 2, 0},
@@ -287,6 +321,7 @@ int main(void) {
         {3, 16, 32, 32, 16, 3, 3, 1, 1, 0}, {2, 96, 4, 4, 80, 3, 3, 1, 1, 1},
         {1, 1, 6, 6, 1, 3, 3, 1, 1, 1},     {1, 181, 20, 20, 183, 3, 3, 1, 1, 1},
         {1, 4, 2, 30, 5, 3, 3, 1, 1, 0},    {1, 300, 3, 3, 290, 3, 3, 1, 1, 1},
+        {2, 96, 14, 12, 96, 3, 3, 1, 1, 1},
     };
     check_algo(CONV2D_ALGO_WINOGRAD, wino, sizeof wino / sizeof wino[0], 6, 0, 4, 1000);
     // the same shapes through im2col only (AUTO would send the wide ones to Winograd)
@@ -307,6 +342,20 @@ int main(void) {
         {3, 2, 5, 5, 2, 3, 1, 1, 1, 1},
     };
     check_algo(CONV2D_ALGO_DIRECT, direct, sizeof direct / sizeof direct[0], 1, 2, 8, 1400);
+    /* one GEMM per tap, forced on every conv with at most 64 output positions: VGG's 2x2 and
+     * 1x1 maps, channel counts off the register tiles (6 rows, 16 or 32 columns), batches
+     * whose tap columns end mid-tile, stride 2, pad 0..3 (pad 3 with a 3x3 kernel: taps that
+     * reach no position and outputs that are bias only), 5x3 and 1x1 kernels; the last shape
+     * (81 positions) is not taken and must stay on im2col. */
+    const conv_cfg taps[] = {
+        {3, 3, 9, 7, 5, 3, 3, 1, 1, 1},   {2, 40, 2, 2, 37, 3, 3, 1, 1, 1},
+        {3, 20, 1, 1, 13, 3, 3, 1, 1, 0}, {2, 5, 7, 6, 4, 3, 3, 2, 1, 1},
+        {2, 3, 5, 5, 2, 3, 3, 1, 2, 0},   {1, 4, 3, 3, 3, 3, 3, 1, 3, 1},
+        {2, 6, 4, 5, 7, 5, 3, 1, 2, 1},   {5, 33, 2, 2, 70, 3, 3, 1, 1, 1},
+        {1, 2, 8, 8, 3, 1, 1, 1, 0, 1},   {2, 3, 9, 9, 4, 3, 3, 1, 1, 1},
+    };
+    check_algo(CONV2D_ALGO_TAPS, taps, sizeof taps / sizeof taps[0], 1, 0, 6, 1800);
+    check_taps_thread_independent(&taps[7]);
     conv2d_set_algo(CONV2D_ALGO_AUTO);
     // AUTO sends lenet5's layers to the direct path; the same through im2col for comparison
     check_fast_vs_naive(&direct[1], 2, 2, 1700);
