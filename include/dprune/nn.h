@@ -72,8 +72,9 @@ void conv2d_backward_kept(const conv2d_shape *s, const float *x, const float *w,
  * and K <= 64 (the workspace is sized for those only; others stay on im2col).
  * TAPS (one GEMM per kernel tap over the positions it reaches inside the map): AUTO takes it
  * for the Winograd shapes whose maps are so small that the taps multiply no more than
- * Winograd does (VGG's 2x2 and 1x1 maps); forcing it applies it to every conv on maps of at
- * most 64 positions (the workspace is sized for those; others stay on im2col). */
+ * Winograd does (VGG's 2x2 and 1x1 maps) and the batch's gathered inputs fit in 2 MB;
+ * forcing it applies it to every conv on maps of at most 64 positions (the workspace is sized
+ * for those; others stay on im2col). */
 typedef enum {
     CONV2D_ALGO_AUTO = 0,
     CONV2D_ALGO_IM2COL,

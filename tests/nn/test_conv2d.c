@@ -202,6 +202,12 @@ static void check_kept_weights(void) {
     conv2d_shape_init(&vgg4, 16, 16, 4, 4, 24, 3, 3, 1, 1);
     CHECK(conv2d_kept_floats(&vgg2) == 0);
     CHECK(conv2d_kept_floats(&vgg4) >= (size_t)16 * 16 * 24);
+    /* ... up to 2 MB of gathered inputs: vgg16's 512-channel 2x2 layers on taps at batch 64,
+     * on Winograd at 128 */
+    conv2d_shape_init(&vgg2, 64, 512, 2, 2, 512, 3, 3, 1, 1);
+    CHECK(conv2d_kept_floats(&vgg2) == 0);
+    conv2d_shape_init(&vgg2, 128, 512, 2, 2, 512, 3, 3, 1, 1);
+    CHECK(conv2d_kept_floats(&vgg2) >= (size_t)16 * 512 * 512);
     /* off Winograd altogether (3 input channels): no room asked for */
     conv2d_shape stem;
     conv2d_shape_init(&stem, 4, 3, 8, 8, 16, 3, 3, 1, 1);
