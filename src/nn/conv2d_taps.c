@@ -11,7 +11,7 @@
  * weights are the big operand and the per-image work is small, so that weight-sized traffic,
  * paid once per call, is what costs (NOTES "Session 7").
  *
- * Here the weights are read in place: the GEMMs are our own register tiles (tile_6x16) that
+ * Here the weights are read in place: the GEMMs are our own register tiles (tile()) that
  * broadcast weights from any strides, so w is never copied, reordered or packed. With X_t,
  * dY_t the inputs and output gradients gathered over tap t's rectangle (m = (n, p, q)):
  *
