@@ -166,9 +166,8 @@ static void plan(const conv2d_shape *s, bool backward, const float *ws, size_t w
     *nb_out = nb, *nt_out = nt;
 }
 
-/* Output positions q in [*q0, *q1) read input column q*stride + off inside [0, W); the others
- * fall in the zero padding. Shared by im2col and col2im so both skip the same cells. */
-static void valid_range(int stride, int off, int W, int Q, int *q0, int *q1) {
+/* Shared by im2col and col2im so both skip the same cells, and by the taps path */
+void conv2d_valid_range(int stride, int off, int W, int Q, int *q0, int *q1) {
     int lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
     int hi = W - 1 - off >= 0 ? (W - 1 - off) / stride + 1 : 0;
     if (hi > Q) hi = Q;
@@ -187,7 +186,7 @@ static void im2col(const conv2d_shape *s, const float *x, float *col, size_t ld)
             for (int t = 0; t < s->S; t++) {
                 float *row = col + ((size_t)(c * s->R + r) * s->S + t) * ld;
                 int q0, q1;
-                valid_range(st, t - s->pad, s->W, Q, &q0, &q1);
+                conv2d_valid_range(st, t - s->pad, s->W, Q, &q0, &q1);
                 for (int p = 0; p < P; p++) {
                     float *dst = row + (size_t)p * Q;
                     int h = p * st + r - s->pad;
@@ -217,7 +216,7 @@ static void col2im_add(const conv2d_shape *s, const float *col, size_t ld, float
             for (int t = 0; t < s->S; t++) {
                 const float *row = col + ((size_t)(c * s->R + r) * s->S + t) * ld;
                 int q0, q1;
-                valid_range(st, t - s->pad, s->W, Q, &q0, &q1);
+                conv2d_valid_range(st, t - s->pad, s->W, Q, &q0, &q1);
                 for (int p = 0; p < P; p++) {
                     int h = p * st + r - s->pad;
                     if (h < 0 || h >= s->H) continue;

@@ -27,18 +27,7 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef float v16 __attribute__((vector_size(64)));
 enum { VL = 16, NV = 3, OB = NV * VL, KB = 6, DKB = 3, DTB = 5, TB = 8, SLACK = OB };
-
-static inline v16 load16(const float *p) {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store16(float *p, v16 v) {
-    memcpy(p, &v, sizeof v);
-}
 
 static int round_up(int n, int m) {
     return (n + m - 1) / m * m;

@@ -4,6 +4,25 @@
 
 #include "dprune/nn.h"
 #include <stdbool.h>
+#include <string.h>
+
+/* 16 floats as one GCC/Clang vector: the register tiles of the direct and taps paths (one
+ * AVX-512 register, two AVX2 ones); loads and stores through memcpy (no alignment needed) */
+typedef float v16 __attribute__((vector_size(64)));
+
+static inline v16 load16(const float *p) {
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store16(float *p, v16 v) {
+    memcpy(p, &v, sizeof v);
+}
+
+/* Output positions q in [*q0, *q1) read input column q*stride + off inside [0, W); the others
+ * fall in the zero padding (conv2d.c: im2col, col2im; conv2d_taps.c: each tap's reach). */
+void conv2d_valid_range(int stride, int off, int W, int Q, int *q0, int *q1);
 
 /* 3x3, stride 1, pad 0..2 (the dx conv then has pad 2 - pad): both passes can use F(2x2,3x3) */
 bool conv2d_wino_applicable(const conv2d_shape *s);

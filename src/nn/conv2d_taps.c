@@ -45,18 +45,6 @@ enum {
     TC = VL * NV,   /* columns of a register tile */
 };
 
-typedef float v16 __attribute__((vector_size(64)));
-
-static inline v16 load16(const float *p) {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store16(float *p, v16 v) {
-    memcpy(p, &v, sizeof v);
-}
-
 /* Where tap t = r*S + s reaches: output rows [p0,p1), columns [q0,q1); m = the number of
  * such positions in the batch, ld = m rounded up to whole tiles; off = the tap's first
  * column in the gathered matrices (sum of the earlier taps' ld), first = its first row in
@@ -79,16 +67,6 @@ static size_t round_up(size_t n, size_t m) {
     return (n + m - 1) / m * m;
 }
 
-/* the output indices o in [*lo, *hi) with 0 <= o*stride + off < in, of out */
-static void reach(int stride, int off, int in, int out, int *lo, int *hi) {
-    int a = off >= 0 ? 0 : (-off + stride - 1) / stride;
-    int b = in - 1 - off >= 0 ? (in - 1 - off) / stride + 1 : 0;
-    if (b > out) b = out;
-    if (a > out) a = out;
-    if (b < a) b = a;
-    *lo = a, *hi = b;
-}
-
 bool conv2d_taps_applicable(const conv2d_shape *s) {
     return s->R * s->S <= TAPS_MAX && s->P > 0 && s->Q > 0 && s->stride > 0 && s->N > 0;
 }
@@ -101,8 +79,8 @@ static void geometry(const conv2d_shape *s, tap_geom *g) {
         for (int t = 0; t < s->S; t++) {
             tap_rect *e = &g->rect[r * s->S + t];
             e->r = r, e->s = t;
-            reach(s->stride, r - s->pad, s->H, s->P, &e->p0, &e->p1);
-            reach(s->stride, t - s->pad, s->W, s->Q, &e->q0, &e->q1);
+            conv2d_valid_range(s->stride, r - s->pad, s->H, s->P, &e->p0, &e->p1);
+            conv2d_valid_range(s->stride, t - s->pad, s->W, s->Q, &e->q0, &e->q1);
             e->m = (size_t)s->N * (size_t)(e->p1 - e->p0) * (size_t)(e->q1 - e->q0);
             e->ld = round_up(e->m, TC);
             e->off = g->cols, e->first = g->products;
