@@ -7,7 +7,7 @@
  *
  * 3x3 kernels, stride 1, pad 1 (VGG's layers): e.g. `bench_conv 32 512 2 512` is vgg16's
  * conv11-13 at batch 32. Threads: OMP_NUM_THREADS. A path a shape does not take falls back
- * to im2col and is marked. */
+ * to im2col (the output says so under the table). */
 #include "bench_util.h"
 #include "dprune/nn.h"
 #include <omp.h>

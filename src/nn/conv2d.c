@@ -31,6 +31,9 @@ int64_t conv2d_flops(const conv2d_shape *s) {
 enum { CHUNK_COLS = 256 };          /* GEMM columns a chunk aims for */
 enum { TAPS_MAX_POSITIONS = 64 };   /* output positions per map up to which taps can run */
 enum { TAPS_MAX_GATHER = 1 << 19 }; /* floats of gathered inputs up to which AUTO takes taps */
+enum { TAPS_SMALL_WS = 1 << 20 };   /* workspace floats reserved for a forced taps path */
+
+static bool taps_pays(const conv2d_shape *s); /* AUTO's choice of taps (below) */
 
 /* A 1x1 stride-1 unpadded conv is a plain GEMM on the input plane: x_n [C,HW] is its own
  * im2col matrix, so a one-sample chunk needs no col buffer. */
@@ -80,11 +83,12 @@ size_t conv2d_workspace_floats(const conv2d_shape *s, int nthreads) {
         size_t nd = conv2d_direct_workspace_floats(s, nthreads);
         if (nd > n) n = nd;
     }
-    /* taps likewise only on small maps, where AUTO may take it: its gathered inputs are
-     * R*S times the batch's input on large ones */
+    /* taps likewise: where AUTO takes it, and for a forced run on small maps when the room
+     * is small (tests); resnet50's 7x7 maps, which AUTO leaves on Winograd, would otherwise
+     * reserve 47 MB of gathered inputs at batch 32 */
     if (conv2d_taps_applicable(s) && s->P * s->Q <= TAPS_MAX_POSITIONS) {
         size_t nt = conv2d_taps_workspace_floats(s, nthreads);
-        if (nt > n) n = nt;
+        if ((taps_pays(s) || nt <= TAPS_SMALL_WS) && nt > n) n = nt;
     }
     return n;
 }
@@ -102,11 +106,13 @@ void conv2d_set_algo(conv2d_algo algo) {
  * batch are enough: VGG's 2x2-map layers (N * 4 positions) run faster on Winograd than on
  * im2col's 9 taps of which only 4 touch the map, at batch 32 and 64 alike (vgg16 step +8%, 1
  * thread; NOTES "Winograd on VGG's 2x2 maps"). The bound was N*P*Q >= 512 before. */
+static bool wino_pays(const conv2d_shape *s) {
+    return conv2d_wino_applicable(s) && s->C >= 16 && s->K >= 16 && (long)s->N * s->P * s->Q >= 64;
+}
+
 static bool use_wino(const conv2d_shape *s) {
-    if (g_algo == CONV2D_ALGO_IM2COL || g_algo == CONV2D_ALGO_DIRECT || !conv2d_wino_applicable(s))
-        return false;
-    if (g_algo == CONV2D_ALGO_WINOGRAD) return true;
-    return s->C >= 16 && s->K >= 16 && (long)s->N * s->P * s->Q >= 64;
+    if (g_algo == CONV2D_ALGO_WINOGRAD) return conv2d_wino_applicable(s);
+    return g_algo == CONV2D_ALGO_AUTO && wino_pays(s);
 }
 
 /* One GEMM per tap where the maps are so small that most (tap, position) pairs fall in the
@@ -114,18 +120,22 @@ static bool use_wino(const conv2d_shape *s) {
  * sample and (c, k), as Winograd's one tile) and 1x1 maps (1 against 16). Same multiply-adds
  * as Winograd, but the weights are read in place instead of transformed into 1.8x their size
  * and packed from there: that per-call traffic dominates these layers (NOTES "Session 7"). */
-static bool use_taps(const conv2d_shape *s) {
-    if (g_algo == CONV2D_ALGO_TAPS)
-        return conv2d_taps_applicable(s) && s->P * s->Q <= TAPS_MAX_POSITIONS;
-    if (g_algo != CONV2D_ALGO_AUTO || !use_wino(s)) return false;
+static bool taps_pays(const conv2d_shape *s) {
+    if (!wino_pays(s)) return false;
     const size_t wino = (size_t)16 * ((s->P + 1) / 2) * ((s->Q + 1) / 2);
     const size_t products = conv2d_taps_products(s);
     /* The tiles stream the gathered inputs (or output gradients) once per block of 6
      * kernels: beyond ~2 MB they come from L3, not L2, and Winograd's OpenBLAS GEMMs win
-     * (bench_conv, 512 channels on 2x2 maps: taps 8% faster at batch 32, even at 64 (2 MB),
-     * 5% slower at 128). */
+     * (bench_conv, 512 channels on 2x2 maps, forward + backward: taps 27% faster at batch
+     * 32, 3% at 64 (2 MB), 5% slower at 128). */
     const size_t channels = (size_t)(s->C > s->K ? s->C : s->K);
     return products <= wino && (size_t)s->N * products * channels <= TAPS_MAX_GATHER;
+}
+
+static bool use_taps(const conv2d_shape *s) {
+    if (g_algo == CONV2D_ALGO_TAPS)
+        return conv2d_taps_applicable(s) && s->P * s->Q <= TAPS_MAX_POSITIONS;
+    return g_algo == CONV2D_ALGO_AUTO && taps_pays(s);
 }
 
 /* Direct convolution for small stride-1 layers: below ~160 taps and 16 output channels the
@@ -236,9 +246,11 @@ static void col2im_add(const conv2d_shape *s, const float *col, size_t ld, float
 /* ---------------- fast kernels */
 
 size_t conv2d_kept_floats(const conv2d_shape *s) {
-    /* s->N is the largest batch: use_wino only grows with N, so a shape it declines at N never
-     * runs on Winograd with fewer samples */
-    if (use_taps(s)) return 0; /* reads w in place */
+    /* s->N is the largest batch. use_wino only grows with N, so a shape it declines at N
+     * never runs on Winograd with fewer samples; use_taps only shrinks with N (the gather
+     * limit), so a shape on taps at N stays on taps, which reads w in place, whenever
+     * Winograd would apply. */
+    if (use_taps(s)) return 0;
     return use_wino(s) ? conv2d_wino_u_floats(s) : 0;
 }
 
@@ -340,14 +352,14 @@ void conv2d_backward_kept(const conv2d_shape *s, const float *x, const float *w,
                           float *dx, float *dw, float *db, bool set_grads, float *ws,
                           size_t ws_floats, const conv2d_kept *keep) {
     /* A workspace too small for taps or Winograd (sized for another shape) falls back to
-     * im2col. A kept U is Winograd's, never read for a shape on taps. */
+     * im2col. keep->valid only ever comes from a Winograd forward. */
     if (use_taps(s) && conv2d_taps_backward(s, x, w, dy, dx, dw, set_grads, ws, ws_floats)) {
         if (db) bias_grad(s, dy, db, set_grads, omp_get_max_threads());
         return;
     }
     /* Winograd dW then dx, one after the other in the same workspace */
     if (ws && use_wino(s) && ws_floats >= conv2d_wino_min_workspace_floats(s)) {
-        const float *u_kept = keep && keep->valid && !use_taps(s) ? keep->u : NULL;
+        const float *u_kept = keep && keep->valid ? keep->u : NULL;
         conv2d_wino_backward_dw(s, x, dy, dw, set_grads, ws, ws_floats);
         if (dx) conv2d_wino_backward_dx(s, w, dy, dx, ws, ws_floats, u_kept);
         if (db) bias_grad(s, dy, db, set_grads, omp_get_max_threads());

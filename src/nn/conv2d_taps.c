@@ -104,8 +104,7 @@ static size_t shared_floats(const conv2d_shape *s, const tap_geom *g) {
 }
 
 /* per thread: dW's tiles of all taps [T][TR][TC] */
-static size_t slice_floats(const conv2d_shape *s, const tap_geom *g) {
-    (void)s;
+static size_t slice_floats(const tap_geom *g) {
     return round_up((size_t)g->T * TR * TC, 16);
 }
 
@@ -114,12 +113,12 @@ size_t conv2d_taps_workspace_floats(const conv2d_shape *s, int nthreads) {
     if (!conv2d_taps_applicable(s)) return 0;
     if (nthreads < 1) nthreads = 1;
     geometry(s, &g);
-    return shared_floats(s, &g) + (size_t)nthreads * slice_floats(s, &g);
+    return shared_floats(s, &g) + (size_t)nthreads * slice_floats(&g);
 }
 
 /* threads: OpenMP's count, no more than the workspace holds slices for (0: too small) */
 static int pick_threads(const conv2d_shape *s, const tap_geom *g, size_t ws_floats) {
-    const size_t fixed = shared_floats(s, g), slice = slice_floats(s, g);
+    const size_t fixed = shared_floats(s, g), slice = slice_floats(g);
     if (ws_floats < fixed + slice) return 0;
     int nt = omp_get_max_threads();
     if (nt < 1) nt = 1;
@@ -317,7 +316,7 @@ bool conv2d_taps_backward(const conv2d_shape *s, const float *x, const float *w,
     float *xt = ws;                        // [products, cpad]
     float *dyg = xt + g.products * g.cpad; // [K, cols]
     float *slices = ws + shared_floats(s, &g);
-    const size_t slice = slice_floats(s, &g);
+    const size_t slice = slice_floats(&g);
 
 #pragma omp parallel num_threads(nt)
     {

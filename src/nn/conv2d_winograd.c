@@ -78,8 +78,9 @@ static size_t slice_floats(const conv2d_shape *s) {
  * U (16 K C floats) again, so where the weights outweigh the batch's tiles, T (C + K) <=
  * 2 K C (VGG's 4x4 maps at batch 32 and 64: 16 MB of U for 128..256 tiles), a thread takes
  * all its tiles in one block (up to TB_TARGET_MAX) and lets V and M spill from L2 instead:
- * vgg16's 512-channel 4x4 layers ran 9% (batch 32) and 18% (batch 64) faster forward, 4-8%
- * backward (NOTES "Session 7"). Elsewhere the cache-sized target. */
+ * vgg16's 512-channel 4x4 layers ran 10% (batch 32) and 18% (batch 64) faster forward, 3-8%
+ * backward, resnet50's 7x7 ones 9-18% and 5-10% (NOTES "Session 7"). Elsewhere the
+ * cache-sized target. */
 static int block_target(const conv2d_shape *s) {
     const int tb = tile_target(s->C, s->K);
     const long tiles = (long)s->N * ((s->P + 1) / 2) * ((s->Q + 1) / 2);
