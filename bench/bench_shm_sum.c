@@ -11,7 +11,9 @@
  * Then the optimizer step with it (SGD with momentum and weight decay over parameters and
  * momentum as large as the gradient): the sum followed by a full step on every rank, against
  * the sharded step (dp_shm_sum_update: each rank steps its slice while the sum is in cache,
- * then copies the other slices of parameters); both must leave the same parameters. */
+ * then copies the other slices of parameters), against the same with the parameters shared
+ * (dp_shm_sum_share_state: one copy for all ranks, each rank's update writes its slice in
+ * place, nothing copied); all must leave the same parameters. */
 #include "bench_util.h"
 #include "shm_sum.h"
 #include <stdio.h>
@@ -64,7 +66,8 @@ int main(int argc, char **argv) {
         dp_dist_abort(1);
     }
     double *t_shm = calloc((size_t)reps, sizeof(double)),
-           *t_mpi = calloc((size_t)reps, sizeof(double));
+           *t_mpi = calloc((size_t)reps, sizeof(double)),
+           *t_shared = calloc((size_t)reps, sizeof(double));
     size_t mismatches = 0;
     for (int r = 0; r < reps + 1; r++) { /* repetition 0 warms up (page faults, connections) */
         backward_like_write(own, n, d.rank, r);
@@ -89,10 +92,15 @@ int main(int argc, char **argv) {
                "mismatches=%zu\n",
                d.world, mb, reps, 1e3 * mm, 1e3 * ms, mm / ms, mismatches);
     }
-    /* the step: a = sum then full step, b = sharded; both from the same parameters */
+    /* the step: a = sum then full step, b = sharded, c = sharded on shared parameters; all from
+     * the same parameters */
     sgd_state a = {dp_alloc_floats(n), dp_alloc_floats(n)},
-              b = {dp_alloc_floats(n), dp_alloc_floats(n)};
+              b = {dp_alloc_floats(n), dp_alloc_floats(n)}, c = {NULL, dp_alloc_floats(n)};
     for (size_t i = 0; i < n; i++) a.p[i] = b.p[i] = (float)(i % 101) * 0.01f;
+    if (dp_shm_sum_share_state(s, a.p, &c.p, &err) != DP_OK) {
+        fprintf(stderr, "bench_shm_sum: %s\n", err.msg);
+        dp_dist_abort(1);
+    }
     for (int r = 0; r < reps + 1; r++) {
         backward_like_write(slot, n, d.rank, r);
         MPI_Barrier(d.comm);
@@ -105,21 +113,27 @@ int main(int argc, char **argv) {
         t0 = dp_now_seconds();
         dp_shm_sum_update(s, sgd_range, &b, b.p, &err);
         double tu = slowest(&d, dp_now_seconds() - t0);
-        if (r > 0) t_mpi[r - 1] = tf, t_shm[r - 1] = tu;
+        backward_like_write(slot, n, d.rank, r);
+        MPI_Barrier(d.comm);
+        t0 = dp_now_seconds();
+        dp_shm_sum_update(s, sgd_range, &c, c.p, &err);
+        double tc = slowest(&d, dp_now_seconds() - t0);
+        if (r > 0) t_mpi[r - 1] = tf, t_shm[r - 1] = tu, t_shared[r - 1] = tc;
     }
     size_t differ = 0;
-    for (size_t i = 0; i < n; i++) differ += a.p[i] != b.p[i];
+    for (size_t i = 0; i < n; i++) differ += a.p[i] != b.p[i] || a.p[i] != c.p[i];
     mismatches += differ;
     if (d.rank == 0) {
-        double mf = median(t_mpi, reps), mu = median(t_shm, reps);
-        printf("RESULT step: sum_then_full_step_ms=%.2f sharded_step_ms=%.2f ratio=%.2f "
+        double mf = median(t_mpi, reps), mu = median(t_shm, reps), mc = median(t_shared, reps);
+        printf("RESULT step: sum_then_full_step_ms=%.2f sharded_step_ms=%.2f "
+               "shared_params_step_ms=%.2f full/sharded=%.2f sharded/shared=%.2f "
                "parameters_differing=%zu\n",
-               1e3 * mf, 1e3 * mu, mf / mu, differ);
+               1e3 * mf, 1e3 * mu, 1e3 * mc, mf / mu, mu / mc, differ);
     }
-    dp_free(a.p), dp_free(a.buf), dp_free(b.p), dp_free(b.buf);
+    dp_free(a.p), dp_free(a.buf), dp_free(b.p), dp_free(b.buf), dp_free(c.buf);
     dp_shm_sum_free(s);
     dp_free(own);
-    free(t_shm), free(t_mpi);
+    free(t_shm), free(t_mpi), free(t_shared);
     dp_dist_finalize();
     return mismatches ? 1 : 0;
 }

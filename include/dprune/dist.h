@@ -50,12 +50,14 @@ dp_status dp_dist_check_identical(dp_dist *d, const dp_model *m, dp_error *err);
  *   mpi  buckets posted with MPI_Iallreduce while backward runs (overlap), or one blocking
  *        allreduce after it (overlap = false, for comparison);
  *   shm  for jobs on one node: the model's gradient buffer is replaced by this rank's slot
- *        of an MPI-3 shared-memory window until dp_grad_sync_free (which puts the model's own
- *        buffer back, holding the current values), and finish() sums the slots in place
+ *        of an MPI-3 shared-memory window, and its parameter buffer by one copy in shared
+ *        memory that every rank computes with, until dp_grad_sync_free (which puts the
+ *        model's own buffers back, holding the current values); finish() sums the slots in place
  *        after backward (src/dist/shm_sum.c): no copies through MPI (60 MB on 2 ranks:
  *        6.3 ms against 27 ms for MPI_Iallreduce, bench_shm_sum). Buckets and overlap do not
  *        apply. finish_update folds the optimizer step into the sum, each rank stepping its
- *        slice (sum and step of 60 MB on 2 ranks: 9.4 ms against 15.2 ms, bench_shm_sum).
+ *        slice (sum and step of 60 MB on 2 ranks: 6.2 ms on the shared parameters, 9.8 when each
+ *        rank copied the others' slices, 15.2 for a sum then a full step; bench_shm_sum).
  *   auto shm when every rank is on one node and the window fits in the backing directory
  *        (/dev/shm), else mpi; rank 0 says why when it falls back. */
 typedef enum { DP_SUM_AUTO, DP_SUM_MPI, DP_SUM_SHM } dp_sum_route;
@@ -95,9 +97,21 @@ bool dp_grad_sync_shards_step(const dp_grad_sync *g);
  * gradient's layout). Every rank ends with the same parameters, bitwise as finish() and a
  * full step would give them; the gradient buffer no longer holds a sum, and optimizer state
  * the update keeps per float (momentum) is current only in this rank's slice until
- * dp_grad_sync_gather. Collective; its time counts as wait time. */
+ * dp_grad_sync_gather. With shared parameters (`params` is the model's) each rank's update
+ * writes its slice in place and nothing is copied. Collective; its time counts as wait time. */
 dp_status dp_grad_sync_finish_update(dp_grad_sync *g, dp_range_update_fn update, void *ctx,
                                      float *params, dp_error *err);
+/* Whether the ranks' models share one copy of the parameters (the shm route). Then a full
+ * optimizer step on every rank would apply the step W times: after finish(), use
+ * dp_grad_sync_step_shared. Code that changes parameters outside the step must make the same
+ * change on every rank (as all code that keeps replicas equal does) and only overwrite, never
+ * add to, a value; adding (or a rank-local change) needs the mpi route. */
+bool dp_grad_sync_shares_params(const dp_grad_sync *g);
+/* With shared parameters, after finish(): each rank applies update to its slice of the summed
+ * gradient, between barriers, so every rank ends with the whole step; per-float optimizer
+ * state is then current only in the rank's slice, as after finish_update. Collective. */
+dp_status dp_grad_sync_step_shared(dp_grad_sync *g, dp_range_update_fn update, void *ctx,
+                                   dp_error *err);
 /* Makes per-float optimizer state whole after sharded steps: buf (the gradient's layout)
  * takes each slice from the rank that owns it. Collective; shm route only. */
 dp_status dp_grad_sync_gather(dp_grad_sync *g, float *buf, dp_error *err);

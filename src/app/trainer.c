@@ -229,8 +229,10 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
                        stats[0], t->phase, (long long)global_step + 1, t->tc->lr);
     sgd_slice_ctx sc = {
         .opt = &t->opt, .m = m, .lr = dp_lr_at(t->tc, global_step, steps_per_epoch)};
-    if (sharded) {
-        st = dp_grad_sync_finish_update(t->sync, sgd_slice, &sc, m->param_data, err);
+    if (sharded || dp_grad_sync_shares_params(t->sync)) {
+        /* one copy of the parameters on the node: each rank steps its slice of it */
+        st = sharded ? dp_grad_sync_finish_update(t->sync, sgd_slice, &sc, m->param_data, err)
+                     : dp_grad_sync_step_shared(t->sync, sgd_slice, &sc, err);
         dp_sgd_end_step(&t->opt);
         t->momentum_sliced = true;
         if (st != DP_OK) return st;
@@ -405,7 +407,14 @@ static dp_status create_grad_sync(trainer *t, dp_error *err) {
                            .route = strcmp(dc->allreduce, "mpi") == 0   ? DP_SUM_MPI
                                     : strcmp(dc->allreduce, "shm") == 0 ? DP_SUM_SHM
                                                                         : DP_SUM_AUTO};
-    return dp_grad_sync_create(&t->sync, &t->app->dist, t->m, &o, err);
+    dp_status st = dp_grad_sync_create(&t->sync, &t->app->dist, t->m, &o, err);
+    if (st == DP_OK && dp_grad_sync_shares_params(t->sync) && dc->debug_perturb_rank >= 0)
+        st = dp_fail(err, DP_ERR_CONFIG,
+                     "%s: dist.debug_perturb_rank needs dist.allreduce = \"mpi\": on the "
+                     "shared-memory route the ranks compute with one copy of the parameters, "
+                     "which cannot diverge",
+                     t->app->cfg.path);
+    return st;
 }
 
 dp_status trainer_init(trainer *t, dp_app *app, dp_app_data *data, dp_model *m, dp_error *err) {

@@ -46,11 +46,12 @@ struct dp_grad_sync {
     size_t total;
     double wait_seconds;     /* time spent blocked in finish() (communication not hidden) */
     double progress_seconds; /* time spent posting and testing during backward */
-    /* the shm route: the window, the model whose gradient buffer is the slot meanwhile, and
-     * that model's own buffer, put back by free() */
+    /* the shm route: the window, the model whose gradient buffer is the slot meanwhile and
+     * whose parameters are the window's one shared copy, and that model's own buffers, put
+     * back by free() */
     dp_shm_sum *shm;
     dp_model *model;
-    float *own_grad;
+    float *own_grad, *own_params;
 };
 
 /* floats from the start of tensor a to the start of tensor b (b = n_params: the end),
@@ -123,7 +124,8 @@ static dp_status choose_route(dp_dist *d, size_t floats, dp_sum_route want, dp_s
     if (!one_node) {
         why = "the ranks run on more than one node";
     } else {
-        size_t need = (size_t)d->world * dp_shm_sum_bytes(floats), have = 0;
+        /* a slot per rank and one shared copy of the parameters */
+        size_t need = (size_t)(d->world + 1) * dp_shm_sum_bytes(floats), have = 0;
         int64_t short_of_room = !dp_shm_room(dp_shm_backing_dir(), need, &have);
         if ((st = dp_dist_sum_i64(d, &short_of_room, 1, err)) != DP_OK) return st;
         if (short_of_room) {
@@ -147,15 +149,19 @@ static dp_status choose_route(dp_dist *d, size_t floats, dp_sum_route want, dp_s
     return DP_OK;
 }
 
-/* The shm route: the model computes its gradients straight into this rank's window slot. */
-static dp_status borrow_gradient_buffer(dp_grad_sync *g, dp_dist *d, dp_model *m, dp_error *err) {
-    float *slot = NULL;
+/* The shm route: the model computes its gradients straight into this rank's window slot,
+ * and computes with the one copy of the parameters all ranks share. */
+static dp_status borrow_model_buffers(dp_grad_sync *g, dp_dist *d, dp_model *m, dp_error *err) {
+    float *slot = NULL, *params = NULL;
     dp_status st = dp_shm_sum_create(&g->shm, d, m->n_param_floats, &slot, err);
     if (st != DP_OK) return st;
     memcpy(slot, m->grad_data, sizeof(float) * m->n_param_floats);
     g->model = m;
     g->own_grad = m->grad_data;
     m->grad_data = g->grad = slot;
+    if ((st = dp_shm_sum_share_state(g->shm, m->param_data, &params, err)) != DP_OK) return st;
+    g->own_params = m->param_data;
+    m->param_data = params;
     return DP_OK;
 }
 
@@ -176,7 +182,7 @@ dp_status dp_grad_sync_create(dp_grad_sync **out, dp_dist *d, dp_model *m,
     layout(g, m, o->first_bytes, o->bucket_bytes);
     dp_sum_route route;
     dp_status st = choose_route(d, m->n_param_floats, o->route, &route, err);
-    if (st == DP_OK && route == DP_SUM_SHM) st = borrow_gradient_buffer(g, d, m, err);
+    if (st == DP_OK && route == DP_SUM_SHM) st = borrow_model_buffers(g, d, m, err);
     if (st != DP_OK) {
         dp_grad_sync_free(g);
         return st;
@@ -190,6 +196,10 @@ void dp_grad_sync_free(dp_grad_sync *g) {
     if (g->shm) {
         memcpy(g->own_grad, g->grad, sizeof(float) * g->total);
         g->model->grad_data = g->own_grad;
+        if (g->own_params) {
+            memcpy(g->own_params, g->model->param_data, sizeof(float) * g->total);
+            g->model->param_data = g->own_params;
+        }
         dp_shm_sum_free(g->shm);
     }
     free(g->buckets);
@@ -269,6 +279,18 @@ dp_status dp_grad_sync_finish_update(dp_grad_sync *g, dp_range_update_fn update,
                                      float *params, dp_error *err) {
     double t0 = dp_now_seconds();
     dp_status st = dp_shm_sum_update(g->shm, update, ctx, params, err);
+    g->wait_seconds += dp_now_seconds() - t0;
+    return st;
+}
+
+bool dp_grad_sync_shares_params(const dp_grad_sync *g) {
+    return g && g->own_params != NULL;
+}
+
+dp_status dp_grad_sync_step_shared(dp_grad_sync *g, dp_range_update_fn update, void *ctx,
+                                   dp_error *err) {
+    double t0 = dp_now_seconds();
+    dp_status st = dp_shm_step_shared(g->shm, update, ctx, err);
     g->wait_seconds += dp_now_seconds() - t0;
     return st;
 }

@@ -16,6 +16,10 @@
  * slices of parameters. Per rank that is n reads of gradients and 4 n/W of parameters and
  * momentum, where the sum followed by a full step on every rank reads and writes about 8 n.
  * Momentum then is current only in the owner's slice (dp_shm_gather makes it whole).
+ * With the state shared (dp_shm_sum_share_state: one copy of the parameters in a second
+ * window, which every rank computes with), rank r's update writes its slice where every rank
+ * reads it, and step 4 with its barrier goes: no copy of (W-1)/W n parameters per rank, and
+ * the node's caches hold one copy of the weights instead of W.
  * Per rank that is n reads + n/W writes to sum and 2 n (W-1)/W to copy: for vgg16's 60 MB on
  * 2 ranks 6.3 ms against 27 ms for MPI_Iallreduce (bench/bench_shm_sum.c; NOTES.md, issue 3,
  * "Session 5").
@@ -37,6 +41,9 @@ struct dp_shm_sum {
     MPI_Win win;
     float **slot; /* slot[q]: rank q's buffer, mapped into this process */
     size_t n;
+    /* dp_shm_sum_share_state: one copy of the state (n floats) for every rank, or NULL */
+    MPI_Win state_win;
+    float *state;
 };
 
 dp_status dp_shm_single_node(dp_dist *d, bool *yes, dp_error *err) {
@@ -127,8 +134,10 @@ dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot
 /* a barrier whose stores before it are visible to every rank's loads after it */
 static dp_status fenced_barrier(dp_shm_sum *s, dp_error *err) {
     MPI_Win_sync(s->win);
+    if (s->state) MPI_Win_sync(s->state_win);
     dp_status st = dp_dist_barrier(s->dist, err);
     MPI_Win_sync(s->win);
+    if (s->state) MPI_Win_sync(s->state_win);
     return st;
 }
 
@@ -156,17 +165,18 @@ static void sum_slice(float *out, float *const *slot, int world, size_t lo, size
     }
 }
 
-/* each block's sum goes to `update`, which changes state[b, b + len); that range of state is
- * then published in this rank's slot (still in cache) */
+/* each block's sum goes to `update`, which changes state[b, b + len); unless the state is
+ * shared, that range of state is then published in this rank's slot (still in cache) */
 static void sum_update_slice(float *const *slot, int world, int rank, size_t lo, size_t hi,
-                             dp_range_update_fn update, void *ctx, float *state) {
+                             dp_range_update_fn update, void *ctx, const float *state,
+                             bool publish) {
 #pragma omp parallel for schedule(static)
     for (size_t b = lo; b < hi; b += BLOCK_FLOATS) {
         float acc[BLOCK_FLOATS];
         size_t len = b + BLOCK_FLOATS < hi ? BLOCK_FLOATS : hi - b;
         sum_block(acc, slot, world, b, len);
         update(ctx, acc, b, b + len);
-        memcpy(slot[rank] + b, state + b, len * sizeof(float));
+        if (publish) memcpy(slot[rank] + b, state + b, len * sizeof(float));
     }
 }
 
@@ -210,9 +220,55 @@ dp_status dp_shm_sum_update(dp_shm_sum *s, dp_range_update_fn update, void *ctx,
     if (st != DP_OK) return st;
     size_t lo, hi;
     dp_shm_slice(s->n, W, r, &lo, &hi);
-    sum_update_slice(s->slot, W, r, lo, hi, update, ctx, state);
+    bool shared = state == s->state;
+    sum_update_slice(s->slot, W, r, lo, hi, update, ctx, state, !shared);
     if ((st = fenced_barrier(s, err)) != DP_OK) return st;
-    return take_other_slices(s, state, err);
+    /* shared state: every slice is already where every rank reads it */
+    return shared ? DP_OK : take_other_slices(s, state, err);
+}
+
+dp_status dp_shm_step_shared(dp_shm_sum *s, dp_range_update_fn update, void *ctx, dp_error *err) {
+    const int W = s->dist->world, r = s->dist->rank;
+    /* nobody reads the state any more (the summed gradient may have been transformed with it) */
+    dp_status st = fenced_barrier(s, err);
+    if (st != DP_OK) return st;
+    size_t lo, hi;
+    dp_shm_slice(s->n, W, r, &lo, &hi);
+    const float *grad = s->slot[r];
+#pragma omp parallel for schedule(static)
+    for (size_t b = lo; b < hi; b += BLOCK_FLOATS) {
+        size_t e = b + BLOCK_FLOATS < hi ? b + BLOCK_FLOATS : hi;
+        update(ctx, grad + b, b, e);
+    }
+    return fenced_barrier(s, err);
+}
+
+dp_status dp_shm_sum_share_state(dp_shm_sum *s, const float *own, float **shared, dp_error *err) {
+    dp_dist *d = s->dist;
+    MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
+    /* one segment, on rank 0; each rank writes its own slice first, so on a NUMA node the
+     * pages of slice q (but for the ones slices share) lie near rank q, which updates them */
+    MPI_Aint bytes = d->rank == 0 ? (MPI_Aint)dp_shm_sum_bytes(s->n) : 0;
+    float *mine = NULL;
+    int rc =
+        MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, d->comm, &mine, &s->state_win);
+    MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_ARE_FATAL);
+    if (rc != MPI_SUCCESS)
+        return dp_fail(err, DP_ERR_MPI,
+                       "cannot allocate a shared-memory window of %zu MB in %s for the "
+                       "parameters; set dist.allreduce = \"mpi\"",
+                       dp_shm_sum_bytes(s->n) >> 20, dp_shm_backing_dir());
+    MPI_Aint size;
+    int unit;
+    float *base;
+    MPI_Win_shared_query(s->state_win, 0, &size, &unit, &base);
+    s->state = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, s->state_win);
+    size_t lo, hi;
+    dp_shm_slice(s->n, d->world, d->rank, &lo, &hi);
+    copy_slice(s->state, own, lo, hi);
+    *shared = s->state;
+    return fenced_barrier(s, err);
 }
 
 dp_status dp_shm_gather(dp_shm_sum *s, float *buf, dp_error *err) {
@@ -229,6 +285,10 @@ void dp_shm_sum_free(dp_shm_sum *s) {
     if (!s) return;
     dp_error err = {0};
     fenced_barrier(s, &err); /* a lost rank ends the job here (watchdog), not in MPI_Win_free */
+    if (s->state) {
+        MPI_Win_unlock_all(s->state_win);
+        MPI_Win_free(&s->state_win);
+    }
     MPI_Win_unlock_all(s->win);
     MPI_Win_free(&s->win);
     free(s->slot);

@@ -37,6 +37,16 @@ dp_status dp_shm_sum_run(dp_shm_sum *s, dp_error *err);
 dp_status dp_shm_sum_update(dp_shm_sum *s, dp_range_update_fn update, void *ctx, float *state,
                             dp_error *err);
 
+/* Collective: a second window of n floats, one copy for all ranks, filled from `own` (which
+ * every rank holds the same); *shared points at it until dp_shm_sum_free. Passed as `state` to
+ * dp_shm_sum_update, each rank's update writes its slice there and nothing is copied. */
+dp_status dp_shm_sum_share_state(dp_shm_sum *s, const float *own, float **shared, dp_error *err);
+
+/* Collective, with the state shared, after dp_shm_sum_run: rank r applies update to its slice
+ * with the summed gradient in its slot, between two barriers (nobody still reads the state
+ * before, everybody sees the whole new state after). */
+dp_status dp_shm_step_shared(dp_shm_sum *s, dp_range_update_fn update, void *ctx, dp_error *err);
+
 /* Collective: buf (n floats) gets slice q from rank q's buf, for every q. Uses the slots
  * (their contents are lost). */
 dp_status dp_shm_gather(dp_shm_sum *s, float *buf, dp_error *err);

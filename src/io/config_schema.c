@@ -166,7 +166,8 @@ static const dp_setting dp_schema[] = {
     INT(dist, debug_nan_step, -1, -1, 1000000000,
         "Testing aid: rank 0 poisons its input at this step to make the loss NaN (-1 = never)."),
     INT(dist, debug_perturb_rank, -1, -1, 1000000,
-        "Testing aid: this rank perturbs one parameter after debug_perturb_step (-1 = none)."),
+        "Testing aid: this rank perturbs one parameter after debug_perturb_step (-1 = none); "
+        "needs allreduce = \"mpi\" (on the shared-memory route ranks share one copy)."),
     INT(dist, debug_perturb_step, 0, 0, 1000000000, "Testing aid: the step of the perturbation."),
 
     /* ---- prune ---- */

@@ -1,8 +1,10 @@
 /* Both routes of the gradient sum (src/dist/grad_sync.c) give every rank the exact sum over
  * ranks: MPI buckets posted during a simulated backward, one blocking allreduce, and the
  * shared-memory window (which lends the model its gradient buffer and gives it back, holding
- * the sum, on free). auto picks the window on one node; shm without room in the backing
- * directory is a config error on every rank, auto then falls back to MPI. Run with 1, 2, 4. */
+ * the sum, on free, and lends it one copy of the parameters for all ranks, stepped slice by
+ * slice, giving back the model's own buffer holding the stepped values). auto picks the window on
+ * one node; shm without room in the backing directory is a config error on every rank, auto then
+ * falls back to MPI. Run with 1, 2, 4. */
 #include "dprune/dist.h"
 #include "dprune/model.h"
 #include "mpi_testutil.h"
@@ -36,10 +38,17 @@ static size_t wrong_sums(const dp_model *m, int world) {
     return wrong;
 }
 
+/* the test's step: params -= summed gradient over [lo, hi) */
+static void subtract(void *ctx, const float *sum, size_t lo, size_t hi) {
+    dp_model *m = ctx;
+    for (size_t i = lo; i < hi; i++) m->param_data[i] -= sum[i - lo];
+}
+
 static void test_route(dp_dist *d, dp_sum_route route, bool overlap, const char *want_name) {
     dp_model m;
     build(&m);
-    float *own = m.grad_data;
+    float *own = m.grad_data, *own_params = m.param_data;
+    for (size_t i = 0; i < m.n_param_floats; i++) m.param_data[i] = (float)(i % 301);
     dp_grad_sync_opts o = {
         .first_bytes = 20000, .bucket_bytes = 200000, .overlap = overlap, .route = route};
     dp_grad_sync *g = NULL;
@@ -51,6 +60,8 @@ static void test_route(dp_dist *d, dp_sum_route route, bool overlap, const char 
     bool lent = strcmp(want_name, "shared memory") == 0;
     CHECK_MSG(lent == (m.grad_data != own), "%s: the gradient buffer %s lent", want_name,
               lent ? "was not" : "was");
+    CHECK_MSG(lent == dp_grad_sync_shares_params(g) && lent == (m.param_data != own_params),
+              "%s: the parameters %s shared", want_name, lent ? "are not" : "are");
     for (int step = 0; step < 2; step++) {
         for (size_t i = 0; i < m.n_param_floats; i++) m.grad_data[i] = value(d->rank, i);
         dp_grad_sync_begin(g);
@@ -59,10 +70,23 @@ static void test_route(dp_dist *d, dp_sum_route route, bool overlap, const char 
         size_t wrong = wrong_sums(&m, d->world);
         CHECK_MSG(wrong == 0, "%s step %d: %zu of %zu sums wrong", want_name, step, wrong,
                   m.n_param_floats);
+        /* one step of params -= sum: on every rank alike, or slice by slice when shared */
+        if (lent)
+            CHECK(dp_grad_sync_step_shared(g, subtract, &m, &err) == DP_OK);
+        else
+            subtract(&m, m.grad_data, 0, m.n_param_floats);
     }
     dp_grad_sync_free(g);
-    CHECK_MSG(m.grad_data == own, "%s: the model's own buffer is back", want_name);
+    CHECK_MSG(m.grad_data == own && m.param_data == own_params,
+              "%s: the model's own buffers are back", want_name);
     CHECK_MSG(wrong_sums(&m, d->world) == 0, "%s: the returned buffer holds the sum", want_name);
+    size_t wrong = 0; /* every rank's own parameters hold both steps */
+    for (size_t i = 0; i < m.n_param_floats; i++) {
+        float expect = (float)(i % 301);
+        for (int q = 0; q < d->world; q++) expect -= 2 * value(q, i);
+        wrong += m.param_data[i] != expect;
+    }
+    CHECK_MSG(wrong == 0, "%s: %zu returned parameters wrong", want_name, wrong);
     dp_model_free(&m);
 }
 
@@ -102,7 +126,7 @@ int main(int argc, char **argv) {
     /* a machine whose /dev/shm cannot hold the window (a small container default) cannot run
      * the window route; test_no_room checks what happens then */
     size_t have = 0;
-    if (dp_shm_room(dp_shm_backing_dir(), (size_t)d.world * 300000 * sizeof(float), &have)) {
+    if (dp_shm_room(dp_shm_backing_dir(), (size_t)(d.world + 1) * 300000 * sizeof(float), &have)) {
         test_route(&d, DP_SUM_SHM, true, window);
         test_route(&d, DP_SUM_AUTO, true, window);
     } else if (d.rank == 0) {

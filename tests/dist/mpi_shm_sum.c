@@ -2,7 +2,9 @@
  * over ranks, whatever the length (slices of whole cache lines, empty slices when the buffer
  * is shorter than W lines), run after run on the same window; the sum with an update folded
  * in (the sharded optimizer step) updates every float once, on its owner, and leaves every
- * rank with the whole updated state; the gather gives every rank each owner's slice; the room
+ * rank with the whole updated state; the gather gives every rank each owner's slice; with the
+ * state shared, every rank sees one copy, which each rank's update of its own slice alone
+ * makes whole, through the folded update and through the step after a plain sum; the room
  * check says no when there is no room. Run with 1, 2 and 4 ranks. */
 #include "mpi_testutil.h"
 #include "shm_sum.h"
@@ -97,6 +99,52 @@ static void test_update_and_gather(dp_dist *d, size_t n) {
     dp_shm_sum_free(s);
 }
 
+/* the state after `runs` updates state -= sum(run), from i % 977 */
+static size_t wrong_state(const float *state, size_t n, int world, int runs) {
+    size_t wrong = 0;
+    for (size_t i = 0; i < n; i++) {
+        float expect = (float)(i % 977);
+        for (int run = 0; run < runs; run++) expect -= expected_sum(world, i, run);
+        wrong += state[i] != expect;
+    }
+    return wrong;
+}
+
+static void test_shared_state(dp_dist *d, size_t n) {
+    dp_error err = {0};
+    float *slot = NULL, *shared = NULL;
+    dp_shm_sum *s = open_window(d, n, &slot);
+    if (!s) return;
+    float *own = malloc(sizeof(float) * (n + 1));
+    for (size_t i = 0; i < n; i++) own[i] = (float)(i % 977); /* the same on every rank */
+    CHECK_MSG(dp_shm_sum_share_state(s, own, &shared, &err) == DP_OK, "%s", err.msg);
+    CHECK(((uintptr_t)shared & 63) == 0 && shared != own);
+    CHECK_MSG(wrong_state(shared, n, d->world, 0) == 0, "n=%zu: the shared copy is not own", n);
+    update_ctx c = {.state = shared};
+    /* run 0: the folded update; run 1: a plain sum, then each rank steps its slice */
+    for (int run = 0; run < 2; run++) {
+        for (size_t i = 0; i < n; i++) slot[i] = value(d->rank, i, run);
+        if (run == 0) {
+            CHECK(dp_shm_sum_update(s, subtract_sum, &c, shared, &err) == DP_OK);
+        } else {
+            CHECK(dp_shm_sum_run(s, &err) == DP_OK);
+            CHECK(dp_shm_step_shared(s, subtract_sum, &c, &err) == DP_OK);
+        }
+        /* each rank changed only its slice, and every rank sees all of them */
+        size_t wrong = wrong_state(shared, n, d->world, run + 1);
+        CHECK_MSG(wrong == 0, "shared n=%zu run %d rank %d: %zu floats wrong", n, run, d->rank,
+                  wrong);
+        CHECK(dp_dist_barrier(d, &err) == DP_OK); /* all have checked before the next run */
+    }
+    int64_t updated = (int64_t)c.updated;
+    CHECK(dp_dist_sum_i64(d, &updated, 1, &err) == DP_OK);
+    CHECK_MSG(updated == (int64_t)(2 * n), "shared n=%zu: %lld floats updated, want %zu", n,
+              (long long)updated, 2 * n);
+    CHECK(wrong_state(own, n, d->world, 0) == 0); /* the rank's own copy is left alone */
+    free(own);
+    dp_shm_sum_free(s);
+}
+
 /* the slices tile [0, n) in rank order, in whole cache lines but for the end */
 static void test_slices(void) {
     const size_t sizes[] = {0, 5, 16, 17, 1000003};
@@ -133,6 +181,7 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         test_sum(&d, sizes[k]);
         test_update_and_gather(&d, sizes[k]);
+        test_shared_state(&d, sizes[k]);
     }
     test_slices();
     test_room();

@@ -45,9 +45,14 @@ else
   bad "watchdog: exit $rc after ${took}s"; tail -15 "$TMP/out"
 fi
 
-printf '%s\ndist = { check_every = 1; debug_perturb_rank = 1; debug_perturb_step = 3; };\n' "$base" > "$TMP/diverge.cfg"
+# replicas can diverge only on the MPI route: on the shared-memory route the ranks compute
+# with one copy of the parameters, and the perturbation aid is refused there
+printf '%s\ndist = { allreduce = "mpi"; check_every = 1; debug_perturb_rank = 1; debug_perturb_step = 3; };\n' "$base" > "$TMP/diverge.cfg"
 run_mpi 2 120 "$TMP/diverge.cfg"
 expect_error "diverged replicas detected" "ranks hold different values of"
+printf '%s\ndist = { allreduce = "shm"; debug_perturb_rank = 1; };\n' "$base" > "$TMP/perturb_shm.cfg"
+run_mpi 2 120 "$TMP/perturb_shm.cfg"
+expect_error "perturbation refused with shared parameters" 'debug_perturb_rank needs dist.allreduce = "mpi"'
 # no room for the shared-memory window: dist.allreduce = "shm" is refused on every rank with
 # the reason; "auto" says why it falls back to MPI and trains
 printf '%s\ndist = { allreduce = "shm"; };\n' "$base" > "$TMP/shm.cfg"
