@@ -107,6 +107,21 @@ dp_status dp_grad_sync_finish_update(dp_grad_sync *g, dp_range_update_fn update,
  * change on every rank (as all code that keeps replicas equal does) and only overwrite, never
  * add to, a value; adding (or a rank-local change) needs the mpi route. */
 bool dp_grad_sync_shares_params(const dp_grad_sync *g);
+/* On the shm route, the activations' kept Winograd weights (dp_activations_lend_kept) become
+ * one copy for the node too, which the ranks transform part by part in
+ * dp_grad_sync_prepare_kept: each rank transforms 1/W of them per step instead of all. Stays
+ * per rank (a note on rank 0) when the backing directory has no room; nothing on other
+ * routes. The activations must be freed before, or not used after, dp_grad_sync_free.
+ * Collective. */
+dp_status dp_grad_sync_share_kept(dp_grad_sync *g, dp_activations *a, const dp_model *m,
+                                  dp_error *err);
+/* Before a step's forwards: the kept weights transformed (dp_model_prepare_kept), by this rank
+ * its part and then a barrier when they are shared, else all of them (g may be NULL: one
+ * rank). The caller calls dp_activations_forget_kept before the weights next change, and no
+ * rank may still be in a backward of the previous step (the sum's barrier sees to that).
+ * Collective when shared; the barrier counts as wait time. */
+dp_status dp_grad_sync_prepare_kept(dp_grad_sync *g, const dp_model *m, dp_activations *a,
+                                    dp_error *err);
 /* With shared parameters, after finish(): each rank applies update to its slice of the summed
  * gradient, between barriers, so every rank ends with the whole step; per-float optimizer
  * state is then current only in the rank's slice, as after finish_update. Collective. */

@@ -180,6 +180,7 @@ typedef struct {
     float *conv_ws;
     size_t conv_ws_floats;
     conv2d_kept *conv_kept; /* [n_nodes] Winograd convs: the forward's transformed weights */
+    bool kept_lent;         /* conv_kept[*].u lie in a caller's buffer (dp_activations_lend_kept) */
     double *bn_sums;        /* scratch [4 * max C] */
     bool *zeroed; /* [n_nodes] backward bookkeeping: gradient buffer already set (zeroed, or
                      written by the caller: dp_activations_grad_written) */
@@ -187,6 +188,19 @@ typedef struct {
 
 dp_status dp_activations_alloc(dp_activations *a, const dp_model *m, int cap, dp_error *err);
 void dp_activations_free(dp_activations *a, const dp_model *m);
+/* Floats of all the kept Winograd weights of a (each layer's run a whole number of 64-byte
+ * lines), i.e. what dp_activations_lend_kept needs. */
+size_t dp_activations_kept_floats(const dp_activations *a, const dp_model *m);
+/* The kept weights move into buf (dp_activations_kept_floats floats, 64-byte aligned, owned
+ * by the caller, e.g. one copy shared by the processes of a node); a's own are freed. */
+void dp_activations_lend_kept(dp_activations *a, const dp_model *m, float *buf);
+/* Transforms part `part` of `parts` of every kept layer's weights ahead of the forward
+ * (conv2d_prepare_kept) and marks them ready: the step's forwards then reuse them, however
+ * many micro-batches it has. Processes sharing the kept buffer each take one part and must
+ * all be done before any forward. dp_activations_forget_kept ends it: call it before the
+ * weights change. Training forwards only (evaluation forwards do not touch the kept weights). */
+void dp_model_prepare_kept(const dp_model *m, dp_activations *a, int part, int parts);
+void dp_activations_forget_kept(dp_activations *a, const dp_model *m);
 
 typedef struct {
     bool train;                  /* BN batch stats + running-stat update, dropout active */

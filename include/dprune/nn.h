@@ -48,12 +48,19 @@ void conv2d_backward(const conv2d_shape *s, const float *x, const float *w, cons
  * u: conv2d_kept_floats(s) floats for s at the largest batch (0 for shapes that never run on
  * Winograd, and u may be NULL); valid: set
  * by the forward that wrote u, read by the backward. The weights must not change in between,
- * which backward requires anyway (it uses the forward's activations). */
+ * which backward requires anyway (it uses the forward's activations).
+ * ready: u already holds the transform of the current weights (conv2d_prepare_kept), so the
+ * forward uses it instead of transforming again; whoever changes the weights clears it. */
 typedef struct {
     float *u;
-    bool valid;
+    bool valid, ready;
 } conv2d_kept;
 size_t conv2d_kept_floats(const conv2d_shape *s);
+/* Transforms part `part` of `parts` of w into keep->u (nothing if u is NULL: a layer that
+ * keeps nothing) and sets keep->ready. Processes that share u each write one part of it (runs
+ * of whole cache lines); they must all be done before any forward reads it. */
+void conv2d_prepare_kept(const conv2d_shape *s, const float *w, conv2d_kept *keep, int part,
+                         int parts);
 /* conv2d_forward that also fills *keep when it runs on Winograd (keep->valid says whether) */
 void conv2d_forward_keep(const conv2d_shape *s, const float *x, const float *w, const float *b,
                          float *y, float *ws, size_t ws_floats, conv2d_kept *keep);

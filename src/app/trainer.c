@@ -174,12 +174,14 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
     for (int a = 0; a < accum; a++) step_samples += micro_batch_size(t, step_in_epoch * accum + a);
     float scale = 1.0f / (float)step_samples;
     double local[3] = {0, 0, 0}, pcc_sum = 0;
-    dp_status st = DP_OK;
-    for (int a = 0; a < accum; a++) {
+    /* the Winograd layers' transformed weights, once for all of the step's micro-batches (on
+     * one node, each rank transforms its part of one shared copy) */
+    dp_status st = dp_grad_sync_prepare_kept(t->sync, m, &t->act, err);
+    for (int a = 0; a < accum && st == DP_OK; a++) {
         dp_batch b;
         /* a data error on one rank must stop every rank before the next collective */
         st = dp_dist_check(d, dp_loader_next(ld, &b, err), err);
-        if (st != DP_OK) return st;
+        if (st != DP_OK) break;
         bool last_micro = a == accum - 1;
         if (t->sync && last_micro) dp_grad_sync_begin(t->sync);
         if (b.n == 0) continue; /* an empty share of a kept tail: the sync still runs */
@@ -206,6 +208,8 @@ static dp_status train_step(trainer *t, dp_loader *ld, int64_t epoch, int64_t gl
         dp_model_backward(m, &t->act, b.n, &fo);
         grads_written = true;
     }
+    dp_activations_forget_kept(&t->act, m); /* the weights change next */
+    if (st != DP_OK) return st;
     /* a rank with no samples in this step (an uneven kept tail) adds zeros to the sum */
     if (!grads_written) memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
     /* On the shared-memory route each rank steps only its slice of the parameters, folded
@@ -408,6 +412,7 @@ static dp_status create_grad_sync(trainer *t, dp_error *err) {
                                     : strcmp(dc->allreduce, "shm") == 0 ? DP_SUM_SHM
                                                                         : DP_SUM_AUTO};
     dp_status st = dp_grad_sync_create(&t->sync, &t->app->dist, t->m, &o, err);
+    if (st == DP_OK) st = dp_grad_sync_share_kept(t->sync, &t->act, t->m, err);
     if (st == DP_OK && dp_grad_sync_shares_params(t->sync) && dc->debug_perturb_rank >= 0)
         st = dp_fail(err, DP_ERR_CONFIG,
                      "%s: dist.debug_perturb_rank needs dist.allreduce = \"mpi\": on the "

@@ -52,6 +52,7 @@ struct dp_grad_sync {
     dp_shm_sum *shm;
     dp_model *model;
     float *own_grad, *own_params;
+    bool kept_shared; /* the activations' kept Winograd weights: one copy in the window */
 };
 
 /* floats from the start of tensor a to the start of tensor b (b = n_params: the end),
@@ -279,6 +280,42 @@ dp_status dp_grad_sync_finish_update(dp_grad_sync *g, dp_range_update_fn update,
                                      float *params, dp_error *err) {
     double t0 = dp_now_seconds();
     dp_status st = dp_shm_sum_update(g->shm, update, ctx, params, err);
+    g->wait_seconds += dp_now_seconds() - t0;
+    return st;
+}
+
+dp_status dp_grad_sync_share_kept(dp_grad_sync *g, dp_activations *a, const dp_model *m,
+                                  dp_error *err) {
+    size_t floats = dp_activations_kept_floats(a, m), have = 0;
+    if (!g->shm || floats == 0) return DP_OK;
+    /* without room the kept weights stay per rank (each then transforms all of them) */
+    int64_t short_of_room = !dp_shm_room(dp_shm_backing_dir(), dp_shm_sum_bytes(floats), &have);
+    dp_status st = dp_dist_sum_i64(g->dist, &short_of_room, 1, err);
+    if (st != DP_OK || short_of_room) {
+        if (st == DP_OK && g->dist->rank == 0)
+            fprintf(stderr,
+                    "dprune: note: the transformed weights stay per rank: %s has %zu MB free, "
+                    "one copy needs %zu MB\n",
+                    dp_shm_backing_dir(), have >> 20, dp_shm_sum_bytes(floats) >> 20);
+        return st;
+    }
+    float *buf = NULL;
+    st = dp_shm_sum_add_block(g->shm, floats, "the transformed weights", &buf, err);
+    if (st != DP_OK) return st;
+    dp_activations_lend_kept(a, m, buf);
+    g->kept_shared = true;
+    return DP_OK;
+}
+
+dp_status dp_grad_sync_prepare_kept(dp_grad_sync *g, const dp_model *m, dp_activations *a,
+                                    dp_error *err) {
+    if (!g || !g->kept_shared) {
+        dp_model_prepare_kept(m, a, 0, 1);
+        return DP_OK;
+    }
+    dp_model_prepare_kept(m, a, g->dist->rank, g->dist->world);
+    double t0 = dp_now_seconds();
+    dp_status st = dp_shm_sum_barrier(g->shm, err); /* every part written */
     g->wait_seconds += dp_now_seconds() - t0;
     return st;
 }

@@ -41,9 +41,10 @@ struct dp_shm_sum {
     MPI_Win win;
     float **slot; /* slot[q]: rank q's buffer, mapped into this process */
     size_t n;
-    /* dp_shm_sum_share_state: one copy of the state (n floats) for every rank, or NULL */
-    MPI_Win state_win;
-    float *state;
+    /* blocks of one copy for every rank (dp_shm_sum_add_block) */
+    MPI_Win block_win[DP_SHM_MAX_BLOCKS];
+    int n_blocks;
+    float *state; /* dp_shm_sum_share_state's block, or NULL */
 };
 
 dp_status dp_shm_single_node(dp_dist *d, bool *yes, dp_error *err) {
@@ -132,13 +133,20 @@ dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot
 }
 
 /* a barrier whose stores before it are visible to every rank's loads after it */
+static void sync_windows(dp_shm_sum *s) {
+    MPI_Win_sync(s->win);
+    for (int b = 0; b < s->n_blocks; b++) MPI_Win_sync(s->block_win[b]);
+}
+
 static dp_status fenced_barrier(dp_shm_sum *s, dp_error *err) {
-    MPI_Win_sync(s->win);
-    if (s->state) MPI_Win_sync(s->state_win);
+    sync_windows(s);
     dp_status st = dp_dist_barrier(s->dist, err);
-    MPI_Win_sync(s->win);
-    if (s->state) MPI_Win_sync(s->state_win);
+    sync_windows(s);
     return st;
+}
+
+dp_status dp_shm_sum_barrier(dp_shm_sum *s, dp_error *err) {
+    return fenced_barrier(s, err);
 }
 
 /* acc[0, len) = slot[0][b..] + slot[1][b..] + ... + slot[W-1][b..], in that order */
@@ -243,31 +251,44 @@ dp_status dp_shm_step_shared(dp_shm_sum *s, dp_range_update_fn update, void *ctx
     return fenced_barrier(s, err);
 }
 
-dp_status dp_shm_sum_share_state(dp_shm_sum *s, const float *own, float **shared, dp_error *err) {
+dp_status dp_shm_sum_add_block(dp_shm_sum *s, size_t floats, const char *what, float **block,
+                               dp_error *err) {
     dp_dist *d = s->dist;
+    *block = NULL;
+    if (s->n_blocks == DP_SHM_MAX_BLOCKS)
+        return dp_fail(err, DP_ERR_ARG, "shared-memory sum: more than %d blocks",
+                       DP_SHM_MAX_BLOCKS);
     MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
-    /* one segment, on rank 0; each rank writes its own slice first, so on a NUMA node the
-     * pages of slice q (but for the ones slices share) lie near rank q, which updates them */
-    MPI_Aint bytes = d->rank == 0 ? (MPI_Aint)dp_shm_sum_bytes(s->n) : 0;
+    /* one segment, on rank 0 (first touches decide where its pages lie) */
+    MPI_Aint bytes = d->rank == 0 ? (MPI_Aint)dp_shm_sum_bytes(floats) : 0;
     float *mine = NULL;
-    int rc =
-        MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, d->comm, &mine, &s->state_win);
+    MPI_Win win;
+    int rc = MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, d->comm, &mine, &win);
     MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_ARE_FATAL);
     if (rc != MPI_SUCCESS)
         return dp_fail(err, DP_ERR_MPI,
-                       "cannot allocate a shared-memory window of %zu MB in %s for the "
-                       "parameters; set dist.allreduce = \"mpi\"",
-                       dp_shm_sum_bytes(s->n) >> 20, dp_shm_backing_dir());
+                       "cannot allocate a shared-memory window of %zu MB in %s for %s; set "
+                       "dist.allreduce = \"mpi\"",
+                       dp_shm_sum_bytes(floats) >> 20, dp_shm_backing_dir(), what);
     MPI_Aint size;
     int unit;
     float *base;
-    MPI_Win_shared_query(s->state_win, 0, &size, &unit, &base);
-    s->state = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
-    MPI_Win_lock_all(MPI_MODE_NOCHECK, s->state_win);
+    MPI_Win_shared_query(win, 0, &size, &unit, &base);
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, win);
+    s->block_win[s->n_blocks++] = win;
+    *block = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+    return DP_OK;
+}
+
+dp_status dp_shm_sum_share_state(dp_shm_sum *s, const float *own, float **shared, dp_error *err) {
+    dp_status st = dp_shm_sum_add_block(s, s->n, "the parameters", shared, err);
+    if (st != DP_OK) return st;
+    s->state = *shared;
+    /* each rank writes its own slice first, so on a NUMA node the pages of slice q (but for
+     * the ones slices share) lie near rank q, which updates them */
     size_t lo, hi;
-    dp_shm_slice(s->n, d->world, d->rank, &lo, &hi);
+    dp_shm_slice(s->n, s->dist->world, s->dist->rank, &lo, &hi);
     copy_slice(s->state, own, lo, hi);
-    *shared = s->state;
     return fenced_barrier(s, err);
 }
 
@@ -285,9 +306,9 @@ void dp_shm_sum_free(dp_shm_sum *s) {
     if (!s) return;
     dp_error err = {0};
     fenced_barrier(s, &err); /* a lost rank ends the job here (watchdog), not in MPI_Win_free */
-    if (s->state) {
-        MPI_Win_unlock_all(s->state_win);
-        MPI_Win_free(&s->state_win);
+    for (int b = 0; b < s->n_blocks; b++) {
+        MPI_Win_unlock_all(s->block_win[b]);
+        MPI_Win_free(&s->block_win[b]);
     }
     MPI_Win_unlock_all(s->win);
     MPI_Win_free(&s->win);

@@ -37,7 +37,18 @@ dp_status dp_shm_sum_run(dp_shm_sum *s, dp_error *err);
 dp_status dp_shm_sum_update(dp_shm_sum *s, dp_range_update_fn update, void *ctx, float *state,
                             dp_error *err);
 
-/* Collective: a second window of n floats, one copy for all ranks, filled from `own` (which
+/* Collective: a block of `floats` floats, one copy for all ranks of the node (64-byte aligned),
+ * until dp_shm_sum_free; fenced_barrier (dp_shm_sum_barrier and every collective here) makes
+ * stores to it visible. `what` names it in the error when there is no room. */
+enum { DP_SHM_MAX_BLOCKS = 4 };
+dp_status dp_shm_sum_add_block(dp_shm_sum *s, size_t floats, const char *what, float **block,
+                               dp_error *err);
+
+/* Collective: a barrier after which every rank sees the others' stores to the slots and the
+ * blocks. Through the watchdog. */
+dp_status dp_shm_sum_barrier(dp_shm_sum *s, dp_error *err);
+
+/* Collective: a block of n floats, one copy for all ranks, filled from `own` (which
  * every rank holds the same); *shared points at it until dp_shm_sum_free. Passed as `state` to
  * dp_shm_sum_update, each rank's update writes its slice there and nothing is copied. */
 dp_status dp_shm_sum_share_state(dp_shm_sum *s, const float *own, float **shared, dp_error *err);

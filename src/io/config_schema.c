@@ -141,9 +141,10 @@ static const dp_setting dp_schema[] = {
          "How gradients are summed over ranks. mpi = MPI_Iallreduce in buckets (overlap, "
          "bucket_mb); shm = every rank's gradient buffer is its slot of a shared-memory window "
          "and the ranks sum it in place after backward, each rank also taking the optimizer "
-         "step for its slice of the parameters (ranks on one node only; a quarter of "
-         "MPI_Iallreduce's time for 60 MB on 2 ranks); auto = shm when all ranks share one node "
-         "and /dev/shm has room, else mpi."),
+         "step for its slice of the parameters, which the ranks hold as one shared copy, as "
+         "they do the Winograd layers' transformed weights (ranks on one node only; sum and "
+         "step of 60 MB on 2 ranks in a quarter of MPI_Iallreduce's time for the sum alone); "
+         "auto = shm when all ranks share one node and /dev/shm has room, else mpi."),
     BOOL(dist, overlap, true,
          "Allreduce gradients in buckets posted during backward (overlapping compute); "
          "false = one blocking allreduce after backward, for comparison. The mpi route only "

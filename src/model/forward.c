@@ -90,7 +90,7 @@ void dp_activations_free(dp_activations *a, const dp_model *m) {
             dp_free(a->dout[i]);
             dp_free(a->saved[i]);
             dp_free(a->argmax[i]);
-            if (a->conv_kept) dp_free(a->conv_kept[i].u);
+            if (a->conv_kept && !a->kept_lent) dp_free(a->conv_kept[i].u);
         }
     free(a->out);
     free(a->dout);
@@ -101,6 +101,47 @@ void dp_activations_free(dp_activations *a, const dp_model *m) {
     free(a->bn_sums);
     free(a->zeroed);
     memset(a, 0, sizeof *a);
+}
+
+/* floats of node i's kept weights at a->cap, rounded up to whole 64-byte lines */
+static size_t kept_run(const dp_model *m, const dp_activations *a, int i) {
+    if (m->nodes[i].op != DP_OP_CONV || !a->conv_kept[i].u) return 0;
+    conv2d_shape s;
+    conv_shape(m, &m->nodes[i], a->cap, &s);
+    return (conv2d_kept_floats(&s) + 15) / 16 * 16;
+}
+
+size_t dp_activations_kept_floats(const dp_activations *a, const dp_model *m) {
+    size_t n = 0;
+    for (int i = 1; i < m->n_nodes; i++) n += kept_run(m, a, i);
+    return n;
+}
+
+void dp_activations_lend_kept(dp_activations *a, const dp_model *m, float *buf) {
+    size_t at = 0;
+    for (int i = 1; i < m->n_nodes; i++) {
+        size_t run = kept_run(m, a, i);
+        if (run == 0) continue;
+        if (!a->kept_lent) dp_free(a->conv_kept[i].u);
+        a->conv_kept[i].u = buf + at;
+        a->conv_kept[i].valid = a->conv_kept[i].ready = false;
+        at += run;
+    }
+    a->kept_lent = true;
+}
+
+void dp_model_prepare_kept(const dp_model *m, dp_activations *a, int part, int parts) {
+    for (int i = 1; i < m->n_nodes; i++) {
+        const dp_node *n = &m->nodes[i];
+        if (n->op != DP_OP_CONV) continue;
+        conv2d_shape s;
+        conv_shape(m, n, a->cap, &s);
+        conv2d_prepare_kept(&s, dp_param_ptr(m, n->p[0]), &a->conv_kept[i], part, parts);
+    }
+}
+
+void dp_activations_forget_kept(dp_activations *a, const dp_model *m) {
+    for (int i = 1; i < m->n_nodes; i++) a->conv_kept[i].ready = false;
 }
 
 static void bn_forward(const dp_model *m, dp_activations *a, int i, int N,
@@ -137,9 +178,13 @@ void dp_model_forward(const dp_model *m, dp_activations *a, const float *x, int 
         case DP_OP_CONV: {
             conv2d_shape s;
             conv_shape(m, n, N, &s);
+            /* only a training forward keeps (or reuses) the transformed weights: evaluation
+             * has no backward, and must not write a kept buffer other processes share */
+            conv2d_kept *keep = &a->conv_kept[i];
+            if (!o->train) keep->valid = false; /* a backward after it transforms again */
             conv2d_forward_keep(&s, in, dp_param_ptr(m, n->p[0]),
                                 n->p[1] >= 0 ? dp_param_ptr(m, n->p[1]) : NULL, y, a->conv_ws,
-                                a->conv_ws_floats, &a->conv_kept[i]);
+                                a->conv_ws_floats, o->train ? keep : NULL);
             break;
         }
         case DP_OP_BN:

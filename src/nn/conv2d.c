@@ -254,6 +254,12 @@ size_t conv2d_kept_floats(const conv2d_shape *s) {
     return use_wino(s) ? conv2d_wino_u_floats(s) : 0;
 }
 
+void conv2d_prepare_kept(const conv2d_shape *s, const float *w, conv2d_kept *keep, int part,
+                         int parts) {
+    if (keep->u) conv2d_wino_transform_part(s, w, keep->u, part, parts);
+    keep->ready = true;
+}
+
 void conv2d_forward(const conv2d_shape *s, const float *x, const float *w, const float *b, float *y,
                     float *ws, size_t ws_floats) {
     conv2d_forward_keep(s, x, w, b, y, ws, ws_floats, NULL);
@@ -267,7 +273,8 @@ void conv2d_forward_keep(const conv2d_shape *s, const float *x, const float *w, 
         if (conv2d_taps_forward(s, x, w, b, y, ws, ws_floats)) return;
         u_keep = NULL; /* nothing was reserved for this shape */
     }
-    if (use_wino(s) && conv2d_wino_forward(s, x, w, b, y, ws, ws_floats, u_keep)) {
+    if (use_wino(s) &&
+        conv2d_wino_forward(s, x, w, b, y, ws, ws_floats, u_keep, keep && keep->ready)) {
         if (keep) keep->valid = u_keep != NULL;
         return;
     }

@@ -33,9 +33,14 @@ size_t conv2d_wino_min_workspace_floats(const conv2d_shape *s);
 /* floats of the transformed weights U [16, K, C] */
 size_t conv2d_wino_u_floats(const conv2d_shape *s);
 /* y = conv(x, w) + b. Returns false (and does nothing) if ws cannot hold one thread's part.
- * U goes to u_keep (conv2d_wino_u_floats) if given, else into ws. */
+ * U goes to u_keep (conv2d_wino_u_floats) if given, else into ws; with u_ready, u_keep
+ * already holds the transform of w (conv2d_wino_transform_part) and is used as it is. */
 bool conv2d_wino_forward(const conv2d_shape *s, const float *x, const float *w, const float *b,
-                         float *y, float *ws, size_t ws_floats, float *u_keep);
+                         float *y, float *ws, size_t ws_floats, float *u_keep, bool u_ready);
+/* Part `part` of `parts` of U = the transform of w: parts split the K * C kernels into runs of
+ * whole cache lines, so processes sharing u can each write one. */
+void conv2d_wino_transform_part(const conv2d_shape *s, const float *w, float *u, int part,
+                                int parts);
 /* dw += the weight gradient (exact gradient of the Winograd forward), or dw = it with set.
  * Returns false if ws is too small. Deterministic for a given thread count. */
 bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float *dy, float *dw,

@@ -163,15 +163,16 @@ static void copy_out(float *restrict dst, const float *restrict src, int n, bool
  * same U (see rot_xi), so only this orientation exists.
  * A panel of WT_PANEL kernels is transformed into an L1 stage and then copied out as 16
  * contiguous runs, which can be streamed. */
-static void transform_weights(const float *w, int K, int C, float *U, int nt) {
-    const long pairs = (long)K * C, panels = (pairs + WT_PANEL - 1) / WT_PANEL;
+static void transform_weights_range(const float *w, int K, int C, long lo, long hi, float *U,
+                                    int nt) {
+    const long pairs = (long)K * C, panels = (hi - lo + WT_PANEL - 1) / WT_PANEL;
     const bool stream = 16 * pairs > WT_STREAM_MIN;
 #pragma omp parallel num_threads(nt)
     {
 #pragma omp for schedule(static)
         for (long pn = 0; pn < panels; pn++) {
-            const long p0 = pn * WT_PANEL;
-            const int np = pairs - p0 < WT_PANEL ? (int)(pairs - p0) : WT_PANEL;
+            const long p0 = lo + pn * WT_PANEL;
+            const int np = hi - p0 < WT_PANEL ? (int)(hi - p0) : WT_PANEL;
             float stage[16 * WT_PANEL];
             for (int c0 = 0; c0 < np; c0 += WT_LANES) {
                 const int n = np - c0 < WT_LANES ? np - c0 : WT_LANES;
@@ -188,6 +189,21 @@ static void transform_weights(const float *w, int K, int C, float *U, int nt) {
         _mm_sfence(); // streaming stores are weakly ordered: publish them before the barrier
 #endif
     }
+}
+
+/* kernels (k, c) = pairs [lo, hi) of the K * C, in that order (pair k * C + c) */
+static void transform_weights(const float *w, int K, int C, float *U, int nt) {
+    transform_weights_range(w, K, C, 0, (long)K * C, U, nt);
+}
+
+void conv2d_wino_transform_part(const conv2d_shape *s, const float *w, float *u, int part,
+                                int parts) {
+    /* part boundaries on whole cache lines of every U row (pairs is a multiple of 16 for
+     * C >= 16, the Winograd layers): parts never share a line, streamed or not */
+    const long pairs = (long)s->K * s->C, lines = (pairs + 15) / 16;
+    long lo = lines * part / parts * 16, hi = lines * (part + 1) / parts * 16;
+    if (hi > pairs) hi = pairs;
+    if (lo < hi) transform_weights_range(w, s->K, s->C, lo, hi, u, omp_get_max_threads());
 }
 
 /* The transforms work on a whole block at once: nr tile rows (g = r0 .. r0+nr-1 of the batch,
@@ -641,12 +657,12 @@ static int pick_threads(const conv2d_shape *s, const float *ws, size_t ws_floats
 }
 
 bool conv2d_wino_forward(const conv2d_shape *s, const float *x, const float *w, const float *b,
-                         float *y, float *ws, size_t ws_floats, float *u_keep) {
+                         float *y, float *ws, size_t ws_floats, float *u_keep, bool u_ready) {
     int tb;
     const int nt = pick_threads(s, ws, ws_floats, &tb);
     if (nt < 1) return false;
     float *U = u_keep ? u_keep : ws, *slices = ws + u_floats(s);
-    transform_weights(w, s->K, s->C, U, nt);
+    if (!u_keep || !u_ready) transform_weights(w, s->K, s->C, U, nt);
     wino_conv(s->N, s->C, s->H, s->W, s->K, s->pad, x, U, false, b, y, false, slices,
               slice_for(s, tb), tb, nt);
     return true;

@@ -28,13 +28,17 @@ static const char *conf_bn =
     "  eval_every = 0; };\n"
     "dist = { sync_bn = true; bucket_mb = 0.002; first_bucket_mb = 0.001; };\n";
 
-/* no BN: accumulation and sharding then compute the same function of the same samples */
+/* no BN: accumulation and sharding then compute the same function of the same samples. The
+ * second conv runs on Winograd, whose transformed weights the ranks of the window route share
+ * and transform part by part (dp_grad_sync_prepare_kept), once per step for all micro-batches
+ * on 1 rank. */
 static const char *conf_nobn =
     "run = { dir = \"/tmp/dprune-test-mpi-trainer\"; seed = 11; threads = 1; log_every = 0; };\n"
     "data = { dataset = \"fashion-mnist\"; limit_train = 512; limit_test = 100; crop_pad = 2;"
     "  flip = true; };\n"
     "model = { arch = \"custom\"; layers = (\n"
-    "  { type = \"conv\"; out = 6; k = 5; stride = 2; }, { type = \"relu\"; },\n"
+    "  { type = \"conv\"; out = 16; k = 5; stride = 2; }, { type = \"relu\"; },\n"
+    "  { type = \"conv\"; out = 16; k = 3; pad = 1; }, { type = \"relu\"; },\n"
     "  { type = \"dropout\"; p = 0.2; }, { type = \"linear\"; out = 32; }, { type = \"relu\"; },\n"
     "  { type = \"linear\"; out = 10; } ); };\n"
     "train = { epochs = 1; batch = 64; accumulation = %d; lr = 0.05; momentum = 0.9;"

@@ -2,9 +2,10 @@
  * ranks: MPI buckets posted during a simulated backward, one blocking allreduce, and the
  * shared-memory window (which lends the model its gradient buffer and gives it back, holding
  * the sum, on free, and lends it one copy of the parameters for all ranks, stepped slice by
- * slice, giving back the model's own buffer holding the stepped values). auto picks the window on
- * one node; shm without room in the backing directory is a config error on every rank, auto then
- * falls back to MPI. Run with 1, 2, 4. */
+ * slice, giving back the model's own buffer holding the stepped values); the activations'
+ * kept Winograd weights as one copy, each rank transforming its part, the bits of one rank's. auto
+ * picks the window on one node; shm without room in the backing directory is a config error on
+ * every rank, auto then falls back to MPI. Run with 1, 2, 4. */
 #include "dprune/dist.h"
 #include "dprune/model.h"
 #include "mpi_testutil.h"
@@ -90,6 +91,46 @@ static void test_route(dp_dist *d, dp_sum_route route, bool overlap, const char 
     dp_model_free(&m);
 }
 
+/* The kept Winograd weights as one copy for the node: each rank transforms its part, and
+ * every rank then sees all of them, the bits one rank transforming alone gets. */
+static void test_shared_kept(dp_dist *d) {
+    dp_model m;
+    build(&m);
+    dp_model_init_weights(&m, 3); /* the same on every rank */
+    dp_error err = {0};
+    dp_activations a, ref;
+    CHECK(dp_activations_alloc(&a, &m, 8, &err) == DP_OK);
+    CHECK(dp_activations_alloc(&ref, &m, 8, &err) == DP_OK);
+    size_t nk = dp_activations_kept_floats(&a, &m);
+    CHECK_MSG(nk > 0, "resnet20 at batch 8 keeps Winograd weights");
+    /* the reference: one rank transforms all of them, into the same layout */
+    float *ref_buf = dp_alloc_floats(nk), *first = NULL;
+    memset(ref_buf, 0, sizeof(float) * nk);
+    dp_activations_lend_kept(&ref, &m, ref_buf);
+    dp_model_prepare_kept(&m, &ref, 0, 1);
+    dp_grad_sync_opts o = {.first_bytes = 20000, .bucket_bytes = 200000, .route = DP_SUM_SHM};
+    dp_grad_sync *g = NULL;
+    CHECK_MSG(dp_grad_sync_create(&g, d, &m, &o, &err) == DP_OK, "%s", err.msg);
+    if (!g) return;
+    CHECK_MSG(dp_grad_sync_share_kept(g, &a, &m, &err) == DP_OK, "%s", err.msg);
+    CHECK(a.kept_lent == (d->world > 1));
+    for (int i = 0; i < m.n_nodes && !first; i++) first = a.conv_kept[i].u;
+    if (d->rank == 0 && a.kept_lent) memset(first, 0, sizeof(float) * nk); /* padding too */
+    CHECK(dp_dist_barrier(d, &err) == DP_OK);
+    for (int step = 0; step < 2 && a.kept_lent; step++) { /* the second over the first's */
+        CHECK(dp_grad_sync_prepare_kept(g, &m, &a, &err) == DP_OK);
+        CHECK_MSG(memcmp(first, ref_buf, sizeof(float) * nk) == 0,
+                  "step %d rank %d: the shared kept weights differ from one rank's", step, d->rank);
+        dp_activations_forget_kept(&a, &m);
+        CHECK(dp_dist_barrier(d, &err) == DP_OK); /* all have read before the next writes */
+    }
+    dp_grad_sync_free(g);
+    dp_activations_free(&a, &m);
+    dp_activations_free(&ref, &m);
+    dp_free(ref_buf);
+    dp_model_free(&m);
+}
+
 /* no room for the window: shm is refused on every rank, auto falls back */
 static void test_no_room(dp_dist *d) {
     setenv("OMPI_MCA_osc_sm_backing_directory", "/nonexistent-dprune-dir", 1);
@@ -129,6 +170,7 @@ int main(int argc, char **argv) {
     if (dp_shm_room(dp_shm_backing_dir(), (size_t)(d.world + 1) * 300000 * sizeof(float), &have)) {
         test_route(&d, DP_SUM_SHM, true, window);
         test_route(&d, DP_SUM_AUTO, true, window);
+        test_shared_kept(&d);
     } else if (d.rank == 0) {
         printf("note: %s has %zu MB free: window route not tested here\n", dp_shm_backing_dir(),
                have >> 20);

@@ -2,7 +2,8 @@
  * projection shortcut, dropout, global pool, linear, cross-entropy) against central finite
  * differences of the loss, computed in double; gradients accumulate over backward calls, and
  * with write_grads backward writes them (old contents never read) with the same bits as
- * clearing and adding, on the im2col and the Winograd paths. */
+ * clearing and adding, on the im2col and the Winograd paths; the kept Winograd weights, lent
+ * to an outside buffer and prepared in parts ahead of the forward, give the same bits. */
 #include "dprune/model.h"
 #include "dprune/nn.h"
 #include "testutil.h"
@@ -20,6 +21,60 @@ static double loss_of(const dp_model *m, dp_activations *a, const float *x, cons
         softmax_xent_forward_backward(N, K, a->out[last], y, 0.1f, 1.0f / N, a->dout[last]);
     if (backward) dp_model_backward(m, a, N, o);
     return loss / N;
+}
+
+static size_t out_floats(const dp_model *m) {
+    return (size_t)N * m->num_classes;
+}
+
+/* The kept Winograd weights lent to an outside buffer and prepared in parts ahead of the
+ * forward (as the ranks of a node do with one shared copy): the same bits as the forward
+ * transforming them itself; the prepared weights are what the forward uses, for as many
+ * forwards as they stay ready; an evaluation forward leaves them alone. */
+static void check_prepared_kept(dp_model *m, const float *xin, const int32_t *labels,
+                                const dp_forward_opts *o) {
+    conv2d_set_algo(CONV2D_ALGO_WINOGRAD); /* every 3x3 stride-1 conv keeps its weights */
+    dp_error err = {0};
+    dp_activations a;
+    CHECK(dp_activations_alloc(&a, m, N, &err) == DP_OK);
+    size_t nk = dp_activations_kept_floats(&a, m), nout = out_floats(m);
+    CHECK_MSG(nk >= (size_t)16 * (4 * 2 + 4 * 4 + 6 * 8), "kept floats %zu", nk);
+    int last = dp_model_output_node(m);
+    float *grad_ref = dp_alloc_floats(m->n_param_floats), *out_ref = dp_alloc_floats(nout);
+    memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
+    loss_of(m, &a, xin, labels, o, true);
+    memcpy(grad_ref, m->grad_data, sizeof(float) * m->n_param_floats);
+    memcpy(out_ref, a.out[last], sizeof(float) * nout);
+
+    float *shared = dp_alloc_floats(nk);
+    for (size_t i = 0; i < nk; i++) shared[i] = NAN; /* a part left out would show */
+    dp_activations_lend_kept(&a, m, shared);
+    for (int part = 0; part < 3; part++) dp_model_prepare_kept(m, &a, part, 3);
+    for (int pass = 0; pass < 2; pass++) { /* two micro-batches on one preparation */
+        memset(m->grad_data, 0, sizeof(float) * m->n_param_floats);
+        loss_of(m, &a, xin, labels, o, true);
+        CHECK_MSG(memcmp(m->grad_data, grad_ref, sizeof(float) * m->n_param_floats) == 0 &&
+                      memcmp(a.out[last], out_ref, sizeof(float) * nout) == 0,
+                  "pass %d on prepared weights differs from the forward's own transform", pass);
+    }
+    /* an evaluation forward neither reads nor writes them */
+    dp_forward_opts eval = {.train = false};
+    float first = shared[0];
+    shared[0] = 12345.0f;
+    dp_model_forward(m, &a, xin, N, &eval);
+    CHECK(shared[0] == 12345.0f);
+    shared[0] = first;
+    /* while ready, the forward uses them as they are ... */
+    for (size_t i = 0; i < nk; i++) shared[i] *= 2;
+    loss_of(m, &a, xin, labels, o, false);
+    CHECK_MSG(dp_max_rel_diff(a.out[last], out_ref, nout) > 1e-3,
+              "the forward should use the prepared weights");
+    /* ... and once forgotten, it transforms again */
+    dp_activations_forget_kept(&a, m);
+    loss_of(m, &a, xin, labels, o, false);
+    CHECK(memcmp(a.out[last], out_ref, sizeof(float) * nout) == 0);
+    dp_activations_free(&a, m);
+    dp_free(shared), dp_free(grad_ref), dp_free(out_ref);
 }
 
 int main(void) {
@@ -129,6 +184,7 @@ int main(void) {
                       v->name);
         }
     }
+    check_prepared_kept(&m, xin, labels, &o);
     conv2d_set_algo(CONV2D_ALGO_AUTO);
 
     dp_free(analytic);

@@ -216,6 +216,47 @@ static void check_kept_weights(void) {
     dp_free(y2), dp_free(dx1), dp_free(dx2), dp_free(dw1), dp_free(dw2), dp_free(db1), dp_free(db2);
 }
 
+/* Kept weights prepared ahead of the forward (conv2d_prepare_kept), in parts as processes
+ * sharing them write them: whatever the split, the parts make up the forward's own U bit for
+ * bit (a part left out would leave NaN); a ready U is what the forward uses (doubled, it
+ * changes y); not ready, the forward transforms again. Winograd shapes with 16 and with 3
+ * input channels (runs of kernels that are not whole cache lines). */
+static void check_prepared_kept(int C, int K, conv2d_algo algo) {
+    conv2d_set_algo(algo);
+    omp_set_num_threads(2);
+    conv2d_shape s;
+    conv2d_shape_init(&s, 4, C, 8, 8, K, 3, 3, 1, 1);
+    size_t nx = nx_of(&s), nw = nw_of(&s), ny = ny_of(&s), nk = conv2d_kept_floats(&s);
+    CHECK_MSG(nk >= (size_t)16 * C * K, "C=%d K=%d: %zu kept floats", C, K, nk);
+    size_t nws = conv2d_workspace_floats(&s, 2);
+    float *ws = dp_alloc_floats(nws), *x = gc_alloc_uniform(nx, 41, 1.0f);
+    float *w = gc_alloc_uniform(nw, 42, 0.5f), *b = gc_alloc_uniform(s.K, 43, 0.5f);
+    float *y1 = dp_alloc_floats(ny), *y2 = dp_alloc_floats(ny);
+    conv2d_kept own = {.u = dp_alloc_floats(nk)}, prep = {.u = dp_alloc_floats(nk)};
+    conv2d_forward_keep(&s, x, w, b, y1, ws, nws, &own);
+    CHECK(own.valid && !own.ready);
+    for (int parts = 1; parts <= 5; parts++) {
+        for (size_t i = 0; i < nk; i++) prep.u[i] = NAN;
+        prep.ready = false;
+        for (int part = parts - 1; part >= 0; part--)
+            conv2d_prepare_kept(&s, w, &prep, part, parts);
+        CHECK(prep.ready);
+        CHECK_MSG(memcmp(prep.u, own.u, (size_t)16 * C * K * sizeof(float)) == 0,
+                  "C=%d K=%d: %d prepared parts differ from the forward's U", C, K, parts);
+        conv2d_forward_keep(&s, x, w, b, y2, ws, nws, &prep);
+        CHECK(prep.valid && memcmp(y1, y2, ny * sizeof(float)) == 0);
+    }
+    for (size_t i = 0; i < nk; i++) prep.u[i] *= 2;
+    conv2d_forward_keep(&s, x, w, b, y2, ws, nws, &prep);
+    CHECK_MSG(dp_max_rel_diff(y2, y1, ny) > 0.1, "a ready U is what the forward uses");
+    prep.ready = false;
+    conv2d_forward_keep(&s, x, w, b, y2, ws, nws, &prep);
+    CHECK(memcmp(y1, y2, ny * sizeof(float)) == 0);
+    conv2d_set_algo(CONV2D_ALGO_AUTO);
+    dp_free(own.u), dp_free(prep.u), dp_free(ws), dp_free(x), dp_free(w), dp_free(b);
+    dp_free(y1), dp_free(y2);
+}
+
 /* The taps path splits output (forward, dW) or input channels (dx) between threads, each
  * element computed by one thread in a fixed order: 1 and 2 threads give the same bits. */
 static void check_taps_thread_independent(const conv_cfg *g) {
@@ -366,5 +407,7 @@ int main(void) {
     // AUTO sends lenet5's layers to the direct path; the same through im2col for comparison
     check_fast_vs_naive(&direct[1], 2, 2, 1700);
     check_kept_weights();
+    check_prepared_kept(16, 24, CONV2D_ALGO_AUTO);
+    check_prepared_kept(3, 10, CONV2D_ALGO_WINOGRAD);
     return dp_test_finish();
 }
