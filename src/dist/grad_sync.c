@@ -111,6 +111,16 @@ static void layout(dp_grad_sync *g, const dp_model *m, size_t first_bytes, size_
     for (int t = n_tail - 1; t >= 0; t--) add_bucket(g, m, starts[t], t > 0 ? starts[t - 1] : n);
 }
 
+/* *room: whether the backing directory has room for `bytes` more on every rank (this rank's
+ * free bytes in *have). Collective. */
+static dp_status room_on_every_rank(dp_dist *d, size_t bytes, bool *room, size_t *have,
+                                    dp_error *err) {
+    int64_t short_of_room = !dp_shm_room(dp_shm_backing_dir(), bytes, have);
+    dp_status st = dp_dist_sum_i64(d, &short_of_room, 1, err);
+    *room = st == DP_OK && short_of_room == 0;
+    return st;
+}
+
 /* The route for `want` on this job: shm needs every rank on one node and room for the window.
  * Collective. On a fallback from auto, rank 0 says why. */
 static dp_status choose_route(dp_dist *d, size_t floats, dp_sum_route want, dp_sum_route *route,
@@ -127,9 +137,9 @@ static dp_status choose_route(dp_dist *d, size_t floats, dp_sum_route want, dp_s
     } else {
         /* a slot per rank and one shared copy of the parameters */
         size_t need = (size_t)(d->world + 1) * dp_shm_sum_bytes(floats), have = 0;
-        int64_t short_of_room = !dp_shm_room(dp_shm_backing_dir(), need, &have);
-        if ((st = dp_dist_sum_i64(d, &short_of_room, 1, err)) != DP_OK) return st;
-        if (short_of_room) {
+        bool room = false;
+        if ((st = room_on_every_rank(d, need, &room, &have, err)) != DP_OK) return st;
+        if (!room) {
             snprintf(reason, sizeof reason,
                      "%s has %zu MB free, the gradient window needs %zu MB plus slack (mount a "
                      "larger one or point OMPI_MCA_osc_sm_backing_directory elsewhere)",
@@ -289,9 +299,9 @@ dp_status dp_grad_sync_share_kept(dp_grad_sync *g, dp_activations *a, const dp_m
     size_t floats = dp_activations_kept_floats(a, m), have = 0;
     if (!g->shm || floats == 0) return DP_OK;
     /* without room the kept weights stay per rank (each then transforms all of them) */
-    int64_t short_of_room = !dp_shm_room(dp_shm_backing_dir(), dp_shm_sum_bytes(floats), &have);
-    dp_status st = dp_dist_sum_i64(g->dist, &short_of_room, 1, err);
-    if (st != DP_OK || short_of_room) {
+    bool room = false;
+    dp_status st = room_on_every_rank(g->dist, dp_shm_sum_bytes(floats), &room, &have, err);
+    if (st != DP_OK || !room) {
         if (st == DP_OK && g->dist->rank == 0)
             fprintf(stderr,
                     "dprune: note: the transformed weights stay per rank: %s has %zu MB free, "

@@ -132,12 +132,12 @@ dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot
     return DP_OK;
 }
 
-/* a barrier whose stores before it are visible to every rank's loads after it */
 static void sync_windows(dp_shm_sum *s) {
     MPI_Win_sync(s->win);
     for (int b = 0; b < s->n_blocks; b++) MPI_Win_sync(s->block_win[b]);
 }
 
+/* a barrier whose stores before it are visible to every rank's loads after it */
 static dp_status fenced_barrier(dp_shm_sum *s, dp_error *err) {
     sync_windows(s);
     dp_status st = dp_dist_barrier(s->dist, err);
