@@ -10,6 +10,9 @@
  *   3. barrier: every slice is summed;
  *   4. rank r copies every other slice q from slot q into its own slot;
  *   5. barrier: nobody writes its slot (the next backward) while another still reads it.
+ * Per rank that is n reads + n/W writes to sum and 2 n (W-1)/W to copy: for vgg16's 60 MB on
+ * 2 ranks 6.3 ms against 27 ms for MPI_Iallreduce (bench/bench_shm_sum.c; NOTES.md, issue 3,
+ * "Session 5").
  * The sharded step (dp_shm_sum_update) replaces 2-4: rank r hands each summed block of its
  * slice to the optimizer, which updates those parameters (and their momentum) while the sum
  * is in L1, and publishes the new parameters in its slot; then every rank copies the other
@@ -19,10 +22,8 @@
  * With the state shared (dp_shm_sum_share_state: one copy of the parameters in a second
  * window, which every rank computes with), rank r's update writes its slice where every rank
  * reads it, and step 4 with its barrier goes: no copy of (W-1)/W n parameters per rank, and
- * the node's caches hold one copy of the weights instead of W.
- * Per rank that is n reads + n/W writes to sum and 2 n (W-1)/W to copy: for vgg16's 60 MB on
- * 2 ranks 6.3 ms against 27 ms for MPI_Iallreduce (bench/bench_shm_sum.c; NOTES.md, issue 3,
- * "Session 5").
+ * the node's caches hold one copy of the weights instead of W (sum and step of 60 MB on 2
+ * ranks: 6.2 ms against 9.8 with the copy; NOTES.md, issue 3, "Session 8").
  * Every element is summed once, by one rank, in one order, so every rank ends with the same
  * bits. Only rank r ever writes slot r, so slices need no care for false sharing. Memory model: the
  * window is locked once (lock_all) and MPI_Win_sync fences every barrier, the MPI-3 idiom for
@@ -87,6 +88,27 @@ size_t dp_shm_sum_bytes(size_t n) {
     return (n + LINE_FLOATS) * sizeof(float); /* one line more: the slot is aligned within */
 }
 
+/* A shared window of `bytes` on this rank, locked for load/store access; errors come back as
+ * codes (the collective error check reports them), not as an abort. */
+static int open_window(dp_dist *d, size_t bytes, MPI_Info info, MPI_Win *win) {
+    float *mine = NULL;
+    MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
+    int rc = MPI_Win_allocate_shared((MPI_Aint)bytes, sizeof(float), info, d->comm, &mine, win);
+    MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_ARE_FATAL);
+    if (rc == MPI_SUCCESS) MPI_Win_lock_all(MPI_MODE_NOCHECK, *win);
+    return rc;
+}
+
+/* Rank q's segment of win. Open MPI starts segments 8-byte aligned; the model's tensors
+ * expect 64 (hence the extra line dp_shm_sum_bytes counts). */
+static float *segment(MPI_Win win, int q) {
+    MPI_Aint size;
+    int unit;
+    float *base;
+    MPI_Win_shared_query(win, q, &size, &unit, &base);
+    return (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+}
+
 dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot, dp_error *err) {
     *out = NULL;
     dp_shm_sum *s = calloc(1, sizeof *s);
@@ -102,12 +124,8 @@ dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot
     MPI_Info_create(&info);
     /* each rank's slot in its own pages, first touched by that rank (NUMA-local) */
     MPI_Info_set(info, "alloc_shared_noncontig", "true");
-    /* errors come back as codes (the collective error check reports them), not as an abort */
-    MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
     size_t bytes = dp_shm_sum_bytes(n);
-    float *mine = NULL;
-    int rc = MPI_Win_allocate_shared((MPI_Aint)bytes, sizeof(float), info, d->comm, &mine, &s->win);
-    MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_ARE_FATAL);
+    int rc = open_window(d, bytes, info, &s->win);
     MPI_Info_free(&info);
     if (rc != MPI_SUCCESS) {
         free(s->slot);
@@ -117,16 +135,7 @@ dp_status dp_shm_sum_create(dp_shm_sum **out, dp_dist *d, size_t n, float **slot
                        "gradient sum; set dist.allreduce = \"mpi\"",
                        bytes >> 20, dp_shm_backing_dir());
     }
-    /* Open MPI starts segments 8-byte aligned; the model's tensors expect 64 (hence the extra
-     * line allocated) */
-    for (int q = 0; q < d->world; q++) {
-        MPI_Aint size;
-        int unit;
-        float *base;
-        MPI_Win_shared_query(s->win, q, &size, &unit, &base);
-        s->slot[q] = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
-    }
-    MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
+    for (int q = 0; q < d->world; q++) s->slot[q] = segment(s->win, q);
     *slot = s->slot[d->rank];
     *out = s;
     return DP_OK;
@@ -258,25 +267,16 @@ dp_status dp_shm_sum_add_block(dp_shm_sum *s, size_t floats, const char *what, f
     if (s->n_blocks == DP_SHM_MAX_BLOCKS)
         return dp_fail(err, DP_ERR_ARG, "shared-memory sum: more than %d blocks",
                        DP_SHM_MAX_BLOCKS);
-    MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
     /* one segment, on rank 0 (first touches decide where its pages lie) */
-    MPI_Aint bytes = d->rank == 0 ? (MPI_Aint)dp_shm_sum_bytes(floats) : 0;
-    float *mine = NULL;
+    size_t bytes = dp_shm_sum_bytes(floats);
     MPI_Win win;
-    int rc = MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, d->comm, &mine, &win);
-    MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_ARE_FATAL);
-    if (rc != MPI_SUCCESS)
+    if (open_window(d, d->rank == 0 ? bytes : 0, MPI_INFO_NULL, &win) != MPI_SUCCESS)
         return dp_fail(err, DP_ERR_MPI,
                        "cannot allocate a shared-memory window of %zu MB in %s for %s; set "
                        "dist.allreduce = \"mpi\"",
-                       dp_shm_sum_bytes(floats) >> 20, dp_shm_backing_dir(), what);
-    MPI_Aint size;
-    int unit;
-    float *base;
-    MPI_Win_shared_query(win, 0, &size, &unit, &base);
-    MPI_Win_lock_all(MPI_MODE_NOCHECK, win);
+                       bytes >> 20, dp_shm_backing_dir(), what);
     s->block_win[s->n_blocks++] = win;
-    *block = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+    *block = segment(win, 0);
     return DP_OK;
 }
 
