@@ -24,6 +24,12 @@
 # STEPS (steps per run for every model; LOG_EVERY, default 2, steps per throughput window),
 # PYTHON (default /usr/bin/python3, Debian's python3-torch), MCA_EXTRA (extra mpirun
 # arguments for every dprune and bench_allreduce run, e.g. "--mca coll_libnbc_iallreduce_algorithm 2").
+# Speed probe: before and after every round a single-core vgg16 step (bench_train_step vgg16 32,
+# 1 thread, median of 4) goes to probes.tsv. Slowdowns from outside this VM (the host's other
+# guests) show there and nowhere else: no steal time, no busy cores. PROBE_MAX (seconds, unset
+# = no gate) makes each round wait, probing every minute for up to PROBE_WAIT seconds (default
+# 1800), until the probe is at most PROBE_MAX; scaling_table.py --max-probe drops the rounds
+# whose probes exceed it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -86,6 +92,31 @@ measure() {
     OTHERS=$(awk -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" \
         'BEGIN{o=((b1-b0)/hz-(c1-c0))/(t1-t0); if (o<0) o=0; printf "%.2f", o}')
     return $st
+}
+
+# probe ROUND WHEN: one speed probe, appended to probes.tsv; sets PROBE (seconds per step)
+probes=$out/probes.tsv
+[ -f "$probes" ] || printf 'round\twhen\tstep_s\ttime\n' >"$probes"
+probe() {
+    PROBE=$(OMP_NUM_THREADS=1 "$BUILD/bench/bench_train_step" vgg16 32 1 1 4 |
+        sed -n 's/^RESULT.* median_s=\([0-9.]*\).*/\1/p')
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "${PROBE:-NA}" "$(date -Is)" >>"$probes"
+}
+# probe_gate ROUND: the probe before a round, waiting for PROBE_MAX when it is set
+probe_gate() {
+    local waited=0
+    while :; do
+        quiet_gate
+        probe "$1" before
+        [ -z "${PROBE_MAX:-}" ] && return 0
+        if awk -v p="${PROBE:-99}" -v m="$PROBE_MAX" 'BEGIN{exit !(p <= m)}'; then return 0; fi
+        if [ "$waited" -ge "${PROBE_WAIT:-1800}" ]; then
+            echo "   (probe still ${PROBE}s > PROBE_MAX ${PROBE_MAX}s after ${waited}s; running anyway)" >&2
+            return 0
+        fi
+        echo "   probe ${PROBE}s > PROBE_MAX ${PROBE_MAX}s: the host is busy, waiting" >&2
+        sleep 60; waited=$((waited + 60))
+    done
 }
 
 batch_of() { case $1 in resnet20) echo 128 ;; vgg16) echo 64 ;; *) echo 64 ;; esac; }
@@ -177,6 +208,7 @@ done
     echo "# MCA_EXTRA='$MCA_EXTRA'"
     echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >>"$out/info.txt"
+case " $parts " in *" allreduce "* | *" r50 "*) probe_gate setup ;; esac
 for p in $parts; do
     case $p in
         allreduce)
@@ -207,10 +239,14 @@ done
 n=${#jobs[@]}
 for ((r = first; r < first + rounds; r++)); do
     echo "== round $r/$((first + rounds - 1)) (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    probe_gate "$r"
+    echo "   probe before: ${PROBE}s per step" >&2
     for ((k = 0; k < n; k++)); do
         j=${jobs[$(((k + r - 1) % n))]}
         $j "$r"
     done
+    probe "$r" after
+    echo "   probe after: ${PROBE}s per step" >&2
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/info.txt"
 

@@ -1,29 +1,58 @@
 #!/usr/bin/python3
 """Tables of bench/run_scaling.sh from its results.tsv (plain python3).
 
-    scaling_table.py results.tsv [--max-others CORES]
+    scaling_table.py results.tsv [--max-others CORES] [--max-probe SECONDS]
 
 --max-others drops the runs during which other processes used more than CORES cores (the
 others_cores column of run_scaling.sh): the machine is shared, and a run that competed
 for the cores says little about dprune.
+--max-probe drops the rounds whose speed probe (probes.tsv beside results.tsv: a single-core
+vgg16 step just before and just after the round) took more than SECONDS: the host's other
+guests slow this VM down without any trace inside it. Without the option the probes are
+still listed, round by round, beside each round's efficiency.
 
 Throughput: median over rounds of each run's median window (img/s). Ratios are paired per
 round (the runs of one round ran back to back) and the median over rounds is shown, with the
 range over rounds in brackets."""
+import argparse
 import csv
+import os
 import statistics
 import sys
 from collections import defaultdict
 
 
+def read_probes(results_path):
+    """round -> (probe before, probe after) in seconds per step; the last 'before' counts (a
+    gated round may have probed several times while waiting)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(results_path)), "probes.tsv")
+    probes = defaultdict(lambda: [None, None])
+    if os.path.exists(path):
+        for r in csv.DictReader(open(path), delimiter="\t"):
+            if r["step_s"] not in ("", "NA"):
+                probes[r["round"]][0 if r["when"] == "before" else 1] = float(r["step_s"])
+    return probes
+
+
 def main():
-    rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-    limit = float(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[2] == "--max-others" else None
-    if limit is not None:
-        kept = [r for r in rows if float(r.get("others_cores") or 0) <= limit]
-        print(f"(runs during which other processes used > {limit} cores dropped: "
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("--max-others", type=float)
+    ap.add_argument("--max-probe", type=float)
+    args = ap.parse_args()
+    rows = list(csv.DictReader(open(args.results), delimiter="\t"))
+    probes = read_probes(args.results)
+    if args.max_others is not None:
+        kept = [r for r in rows if float(r.get("others_cores") or 0) <= args.max_others]
+        print(f"(runs during which other processes used > {args.max_others} cores dropped: "
               f"{len(rows) - len(kept)} of {len(rows)})\n")
         rows = kept
+    if args.max_probe is not None:
+        slow = lambda rnd: any(p is None or p > args.max_probe for p in probes[rnd])
+        dropped = sorted({r["round"] for r in rows if slow(r["round"])}, key=int)
+        print(f"(rounds whose speed probe took > {args.max_probe} s per step, or was missing, "
+              f"dropped: {', '.join(dropped) or 'none'})\n")
+        rows = [r for r in rows if r["round"] not in dropped]
     ips = defaultdict(dict)   # (impl, model, setting, transport, overlap) -> round -> ips
     wait = defaultdict(dict)
     for r in rows:
@@ -69,6 +98,8 @@ def main():
         print(f"\nOther processes on the machine during the runs: median {statistics.median(others):.2f} "
               f"cores, max {max(others):.2f} (of 2); runs with > 0.3: "
               f"{sum(o > 0.3 for o in others)} of {len(others)}")
+    if probes:
+        print_rounds(rows, ips, probes, models)
     print("\ndprune / DDP absolute throughput (paired per round)\n")
     print("| model | 1x1 | 2x1 |")
     print("|---|---|---|")
@@ -98,6 +129,22 @@ def main():
                 print(f"\n{m} over {tr}: hidden fraction 1 - wait(overlap) / wait(blocking) = "
                       f"{statistics.median(rs):.3f} per-round median [{min(rs):.2f}-{max(rs):.2f}]; "
                       f"from medians {1 - med(wait, a) / med(wait, b):.3f}")
+
+
+def print_rounds(rows, ips, probes, models):
+    """Each round's speed probes beside its efficiencies, so a slow host shows next to the
+    figures it touched."""
+    print("\nRound by round: speed probe (single-core vgg16 step, s) and dprune's efficiency\n")
+    print("| round | probe before | probe after | " + " | ".join(f"{m} 2x1/(2 x 1x1)" for m in models) + " |")
+    print("|---" * (3 + len(models)) + "|")
+    for rnd in sorted({r["round"] for r in rows}, key=int):
+        effs = []
+        for m in models:
+            one, two = ips.get(("dprune", m, "1x1", "shm", "true"), {}), ips.get(("dprune", m, "2x1", "shm", "true"), {})
+            effs.append(f"{two[rnd] / (2 * one[rnd]):.3f}" if rnd in one and rnd in two else "-")
+        b, a = probes[rnd]
+        f = lambda x: "-" if x is None else f"{x:.3f}"
+        print(f"| {rnd} | {f(b)} | {f(a)} | " + " | ".join(effs) + " |")
 
 
 if __name__ == "__main__":
