@@ -6,10 +6,11 @@
 --max-others drops the runs during which other processes used more than CORES cores (the
 others_cores column of run_scaling.sh): the machine is shared, and a run that competed
 for the cores says little about dprune.
---max-probe drops the rounds whose speed probe (probes.tsv beside results.tsv: a single-core
-vgg16 step just before and just after the round) took more than SECONDS: the host's other
-guests slow this VM down without any trace inside it. Without the option the probes are
-still listed, round by round, beside each round's efficiency.
+--max-probe drops the rounds whose speed probe (probes.tsv beside results.tsv: a single-thread
+vgg16 step on each core at once, before the round and after each of its runs) took more than
+SECONDS on either core: the host's other guests slow this VM down without any trace inside
+it. Without the option the probes are still listed, round by round, beside each round's
+efficiency.
 
 Throughput: median over rounds of each run's median window (img/s). Ratios are paired per
 round (the runs of one round ran back to back) and the median over rounds is shown, with the
@@ -23,14 +24,16 @@ from collections import defaultdict
 
 
 def read_probes(results_path):
-    """round -> (probe before, probe after) in seconds per step; the last 'before' counts (a
-    gated round may have probed several times while waiting)."""
+    """round -> [probe before, slowest probe after one of its runs], in seconds per step (the
+    slower core's); the last 'before' counts (a gated round may have probed while waiting)."""
     path = os.path.join(os.path.dirname(os.path.abspath(results_path)), "probes.tsv")
     probes = defaultdict(lambda: [None, None])
     if os.path.exists(path):
         for r in csv.DictReader(open(path), delimiter="\t"):
-            if r["step_s"] not in ("", "NA"):
-                probes[r["round"]][0 if r["when"] == "before" else 1] = float(r["step_s"])
+            if r["step_s"] in ("", "NA"):
+                continue
+            p, slot = probes[r["round"]], 0 if r["when"] == "before" else 1
+            p[slot] = float(r["step_s"]) if slot == 0 or p[1] is None else max(p[1], float(r["step_s"]))
     return probes
 
 
@@ -134,8 +137,9 @@ def main():
 def print_rounds(rows, ips, probes, models):
     """Each round's speed probes beside its efficiencies, so a slow host shows next to the
     figures it touched."""
-    print("\nRound by round: speed probe (single-core vgg16 step, s) and dprune's efficiency\n")
-    print("| round | probe before | probe after | " + " | ".join(f"{m} 2x1/(2 x 1x1)" for m in models) + " |")
+    print("\nRound by round: speed probe (single-thread vgg16 step on each core at once, the "
+          "slower core's s) and dprune's efficiency\n")
+    print("| round | probe before | slowest probe after a run | " + " | ".join(f"{m} 2x1/(2 x 1x1)" for m in models) + " |")
     print("|---" * (3 + len(models)) + "|")
     for rnd in sorted({r["round"] for r in rows}, key=int):
         effs = []
