@@ -6,7 +6,8 @@
 #
 #   bench/ab_scaling.sh BASE_BUILD NEW_BUILD [rounds (6)] [out dir]
 #
-# Environment: MODEL (vgg16), BATCH (64), STEPS (30), LOG_EVERY (5), DATA (the CIFAR-10 subset).
+# Environment: MODEL (vgg16), BATCH (64), STEPS (30), LOG_EVERY (5), DATA (the CIFAR-10 subset),
+# KEEP_CHECKPOINTS (set: keep each run's checkpoint; by default it is deleted once read).
 # A run's figure is the median of its throughput windows after the first (warm-up), as in
 # run_scaling.sh.
 set -euo pipefail
@@ -42,6 +43,9 @@ rows = [json.loads(l) for l in open(path)]
 train = [r for r in rows if r.get("type") == "train"][1:]
 print(f"{rnd}\t{label}\t{setting}\t{statistics.median(r['images_per_s'] for r in train):.2f}")
 EOF
+    # the run's checkpoint (97 MB for vgg16) is not part of the figure; kept, a few
+    # rounds fill the disk
+    [ -n "${KEEP_CHECKPOINTS:-}" ] || rm -f "$dir"/ckpt-*.dpck
     tail -n 1 "$results" >&2
 }
 

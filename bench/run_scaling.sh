@@ -23,7 +23,9 @@
 # Environment: BUILD (default build-dist, must hold dprune), DATA (CIFAR-10 subset dir),
 # STEPS (steps per run for every model; LOG_EVERY, default 2, steps per throughput window),
 # PYTHON (default /usr/bin/python3, Debian's python3-torch), MCA_EXTRA (extra mpirun
-# arguments for every dprune and bench_allreduce run, e.g. "--mca coll_libnbc_iallreduce_algorithm 2").
+# arguments for every dprune and bench_allreduce run, e.g. "--mca coll_libnbc_iallreduce_algorithm 2"),
+# KEEP_CHECKPOINTS (set: keep each run's checkpoint; by default it is deleted once the run's
+# metrics are read: 97 MB per vgg16 run, and a figure-of-record run makes ~70 of them).
 # Speed probe: before a round and after each of its runs, a single-thread vgg16 step
 # (bench_train_step vgg16 32, 1 thread, median of 4) runs on each core at once, pinned;
 # probes.tsv gets both and their max. Slowdowns from outside this VM (the host's other guests)
@@ -181,6 +183,9 @@ ips = statistics.median(r["images_per_s"] for r in train)
 wait = statistics.median(r["comm_wait_ms"] for r in train)
 print(f"{rnd}\tdprune\t{model}\t{setting}\t{transport}\t{overlap}\t{ips:.2f}\t{wait:.3f}\t{len(train)}\t{others}")
 EOF
+    # the run's checkpoint (97 MB for vgg16) is not part of the figure; kept, a few
+    # rounds fill the disk
+    [ -n "${KEEP_CHECKPOINTS:-}" ] || rm -f "$dir"/ckpt-*.dpck
     tail -n 1 "$results" >&2
 }
 
