@@ -19,7 +19,6 @@ import argparse
 import csv
 import os
 import statistics
-import sys
 from collections import defaultdict
 
 
@@ -32,8 +31,11 @@ def read_probes(results_path):
         for r in csv.DictReader(open(path), delimiter="\t"):
             if r["step_s"] in ("", "NA"):
                 continue
-            p, slot = probes[r["round"]], 0 if r["when"] == "before" else 1
-            p[slot] = float(r["step_s"]) if slot == 0 or p[1] is None else max(p[1], float(r["step_s"]))
+            p, v = probes[r["round"]], float(r["step_s"])
+            if r["when"] == "before":
+                p[0] = v
+            else:
+                p[1] = v if p[1] is None else max(p[1], v)
     return probes
 
 
@@ -139,12 +141,14 @@ def print_rounds(rows, ips, probes, models):
     figures it touched."""
     print("\nRound by round: speed probe (single-thread vgg16 step on each core at once, the "
           "slower core's s) and dprune's efficiency\n")
-    print("| round | probe before | slowest probe after a run | " + " | ".join(f"{m} 2x1/(2 x 1x1)" for m in models) + " |")
+    print("| round | probe before | slowest probe after a run | "
+          + " | ".join(f"{m} 2x1/(2 x 1x1)" for m in models) + " |")
     print("|---" * (3 + len(models)) + "|")
     for rnd in sorted({r["round"] for r in rows}, key=int):
         effs = []
         for m in models:
-            one, two = ips.get(("dprune", m, "1x1", "shm", "true"), {}), ips.get(("dprune", m, "2x1", "shm", "true"), {})
+            one = ips.get(("dprune", m, "1x1", "shm", "true"), {})
+            two = ips.get(("dprune", m, "2x1", "shm", "true"), {})
             effs.append(f"{two[rnd] / (2 * one[rnd]):.3f}" if rnd in one and rnd in two else "-")
         b, a = probes[rnd]
         f = lambda x: "-" if x is None else f"{x:.3f}"
