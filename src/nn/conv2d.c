@@ -125,9 +125,9 @@ static bool taps_pays(const conv2d_shape *s) {
     const size_t wino = (size_t)16 * ((s->P + 1) / 2) * ((s->Q + 1) / 2);
     const size_t products = conv2d_taps_products(s);
     /* The tiles stream the gathered inputs (or output gradients) once per block of 6
-     * kernels: beyond ~2 MB they come from L3, not L2, and Winograd's OpenBLAS GEMMs win
-     * (bench_conv, 512 channels on 2x2 maps, forward + backward: taps 27% faster at batch
-     * 32, 3% at 64 (2 MB), 5% slower at 128). */
+     * kernels: beyond ~2 MB they come from L3, not L2, and Winograd wins (bench_conv, 512
+     * channels on 2x2 maps, forward + backward, Winograd on OpenBLAS's GEMMs: taps 27% faster
+     * at batch 32, 3% at 64 (2 MB), 5% slower at 128). */
     const size_t channels = (size_t)(s->C > s->K ? s->C : s->K);
     return products <= wino && (size_t)s->N * products * channels <= TAPS_MAX_GATHER;
 }

@@ -11,7 +11,7 @@
  * weights are the big operand and the per-image work is small, so that weight-sized traffic,
  * paid once per call, is what costs (NOTES "Session 7").
  *
- * Here the weights are read in place: the GEMMs are our own register tiles (tile()) that
+ * Here the weights are read in place: the GEMMs are our own register tiles (tile_gemm.c) that
  * broadcast weights from any strides, so w is never copied, reordered or packed. With X_t,
  * dY_t the inputs and output gradients gathered over tap t's rectangle (m = (n, p, q)):
  *
@@ -26,23 +26,15 @@
  * (dx), so every output element is written by one thread in a fixed order: the results do not
  * depend on the thread count. */
 #include "conv2d_internal.h"
+#include "tile_gemm.h"
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
-/* A register tile is TR rows x TC columns: TR broadcast weights times NV vectors of 16
- * columns per step. With AVX-512 (32 registers) two vectors per row (12 accumulators, half
- * the broadcasts per multiply-add); with AVX2 a v16 is two registers already. */
-#ifdef __AVX512F__
-#define NV 2
-#else
-#define NV 1
-#endif
 enum {
     TAPS_MAX = 121, /* kernels up to 11x11 */
-    TR = 6,         /* rows of a register tile (output channels, or input channels for dx) */
-    VL = 16,        /* floats per v16 */
-    TC = VL * NV,   /* columns of a register tile */
+    TR = TILE_ROWS, /* rows of a register tile (output channels, or input channels for dx) */
+    TC = TILE_COLS, /* columns of a register tile */
 };
 
 /* Where tap t = r*S + s reaches: output rows [p0,p1), columns [q0,q1); m = the number of
@@ -132,27 +124,6 @@ static void share(int n, int tid, int nth, int *a, int *b) {
     int u0 = (int)((long)units * tid / nth), u1 = (int)((long)units * (tid + 1) / nth);
     *a = u0 * TR < n ? u0 * TR : n;
     *b = u1 * TR < n ? u1 * TR : n;
-}
-
-/* out [TR, TC] = sum over i < inner of a[j][i * csa] * b[i * ldb + 0..TC): one broadcast
- * weight per row and step, read in place through the row pointers a[j] (the weights' own
- * layout, strides and all: nothing is copied or packed). The accumulators stay in registers
- * (TR * NV vectors). Rows past the real ones point at a real row and are dropped by the
- * caller. */
-static void tile(int inner, const float *const a[TR], size_t csa, const float *b, size_t ldb,
-                 float *out) {
-    v16 acc[TR][NV];
-    memset(acc, 0, sizeof acc);
-    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
-    for (size_t i = 0, o = 0; i < (size_t)inner; i++, o += csa, b += ldb) {
-        v16 bv[NV];
-        for (int v = 0; v < NV; v++) bv[v] = load16(b + v * VL);
-        const float w[TR] = {a0[o], a1[o], a2[o], a3[o], a4[o], a5[o]};
-        for (int j = 0; j < TR; j++)
-            for (int v = 0; v < NV; v++) acc[j][v] += w[j] * bv[v];
-    }
-    for (int j = 0; j < TR; j++)
-        for (int v = 0; v < NV; v++) store16(out + j * TC + v * VL, acc[j][v]);
 }
 
 /* row pointers of a block: a[j] = src + min(j, rows - 1) * rsa */
@@ -245,7 +216,7 @@ static void taps_into(const conv2d_shape *s, const tap_geom *g, const float *w, 
         for (int t = 0; t < T; t++) {
             block_rows(w + (size_t)r * rsa + t, rows, rsa, a);
             for (size_t m0 = 0; m0 < g->rect[t].m; m0 += TC) {
-                tile(inner, a, csa, b + g->rect[t].off + m0, g->cols, out);
+                tile_kernel(inner, a, csa, b + g->rect[t].off + m0, g->cols, out, TC);
                 scatter_tile(s, &g->rect[t], out, rows, all_rows, dx_pass, m0, row_stride, r, dst);
             }
         }
@@ -292,8 +263,8 @@ static void dw_rows(const conv2d_shape *s, const tap_geom *g, const float *dyg, 
             for (int t = 0; t < T; t++) {
                 const tap_rect *e = &g->rect[t];
                 block_rows(dyg + (size_t)k * g->cols + e->off, rows, g->cols, a);
-                tile((int)e->m, a, 1, xt + e->first * g->cpad + c, g->cpad,
-                     tiles + (size_t)t * TR * TC);
+                tile_kernel((int)e->m, a, 1, xt + e->first * g->cpad + c, g->cpad,
+                            tiles + (size_t)t * TR * TC, TC);
             }
             for (int j = 0; j < rows; j++)
                 for (int l = 0; l < lanes; l++) {

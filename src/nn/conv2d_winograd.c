@@ -1,5 +1,6 @@
 /* conv2d for 3x3 stride-1 kernels by Winograd F(2x2,3x3) (Lavin & Gray 2016), with the
- * multiplications done as 16 batched GEMMs over blocks of tiles, as NNPACK does.
+ * multiplications done as 16 batched GEMMs over blocks of tiles, as NNPACK does; the GEMMs are
+ * our own register tiles (tile_gemm.c), which read U in place instead of packing it.
  *
  * Why: a 3x3 output-2x2 tile costs 36 multiply-adds per (in, out) channel pair directly but
  * 16 in the Winograd domain (2.25x fewer), and the transformed input is 4x the output instead
@@ -22,7 +23,7 @@
  * Each output element is produced by exactly one block, in a fixed order of operations, so
  * the results do not depend on the thread count or scheduling. */
 #include "conv2d_internal.h"
-#include <cblas.h>
+#include "tile_gemm.h"
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
@@ -45,8 +46,8 @@ static size_t round16(size_t n) {
 }
 
 /* Target tiles per block: V [16, Cin, tb] + M [16, Cout, tb] in about 1 MB (half of this
- * machine's 2 MB L2, the other half for OpenBLAS's packed U), but at least 64 so the GEMMs
- * stay wide. Blocks hold whole rows of tiles (see wino_conv), so a block may be larger. */
+ * machine's 2 MB L2, the other half for the rows of U the GEMMs stream), but at least 64 so the
+ * GEMMs stay wide. Blocks hold whole rows of tiles (see wino_conv), so a block may be larger. */
 static int tile_target(int C, int K) {
     int tb = (int)((256 * 1024) / (16 * (size_t)(C + K)));
     tb &= ~15;
@@ -66,7 +67,11 @@ static int max_tiles_per_row(const conv2d_shape *s) {
 static size_t slice_for(const conv2d_shape *s, int tb) {
     int tw = max_tiles_per_row(s);
     if (tb < tw) tb = tw;
-    return round16((size_t)(16 * (s->C + s->K) + 32) * tb + 64); // V, M and the transforms
+    // V, M and the transforms; rows of V and M in whole register tiles (tile_gemm.h); the
+    // blocked dW's V^T of one xi
+    const size_t ld = tile_cols_round((size_t)tb);
+    return round16((size_t)(16 * (s->C + s->K) + 32) * ld + 64) +
+           round16(ld * tile_cols_round((size_t)s->C));
 }
 
 /* the slice at the cache-sized target (dW's blocks, and the fallback of the others) */
@@ -74,12 +79,13 @@ static size_t slice_floats(const conv2d_shape *s) {
     return slice_for(s, tile_target(s->C, s->K));
 }
 
-/* Tiles per block for the forward and dx passes. Every block runs 16 GEMMs that pack all of
+/* Tiles per block for the forward and dx passes. Every block runs 16 GEMMs that read all of
  * U (16 K C floats) again, so where the weights outweigh the batch's tiles, T (C + K) <=
  * 2 K C (VGG's 4x4 maps at batch 32 and 64: 16 MB of U for 128..256 tiles), a thread takes
  * all its tiles in one block (up to TB_TARGET_MAX) and lets V and M spill from L2 instead:
  * vgg16's 512-channel 4x4 layers ran 10% (batch 32) and 18% (batch 64) faster forward, 3-8%
- * backward, resnet50's 7x7 ones 9-18% and 5-10% (NOTES "Session 7"). Elsewhere the
+ * backward, resnet50's 7x7 ones 9-18% and 5-10% (NOTES "Session 7", with OpenBLAS's GEMMs,
+ * which packed U in every block). Elsewhere the
  * cache-sized target. */
 static int block_target(const conv2d_shape *s) {
     const int tb = tile_target(s->C, s->K);
@@ -357,33 +363,39 @@ static void wino_conv(int N, int Cin, int H, int W, int Cout, int pad, const flo
     long rpb = tb_target / TW;
     if (rpb < 1) rpb = 1;
     if (rpb * nt > rows) rpb = (rows + nt - 1) / nt;
-    const int tb = (int)rpb * TW; // leading dimension of V and M
+    const int tb = (int)rpb * TW;
+    const size_t ld = tile_cols_round((size_t)tb); // leading dimension of V and M
     const long nblocks = (rows + rpb - 1) / rpb;
-    const size_t vstride = (size_t)Cin * tb, mstride = (size_t)Cout * tb;
+    const size_t vstride = (size_t)Cin * ld, mstride = (size_t)Cout * ld;
 
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (long blk = 0; blk < nblocks; blk++) {
-        float *V = slices + (size_t)omp_get_thread_num() * slice; // [16, Cin, tb]
-        float *M = V + 16 * vstride;                              // [16, Cout, tb]
+        float *V = slices + (size_t)omp_get_thread_num() * slice; // [16, Cin, ld]
+        float *M = V + 16 * vstride;                              // [16, Cout, ld]
         float *scratch = M + 16 * mstride;
         const long r0 = blk * rpb;
         const int nr = (int)(rows - r0 < rpb ? rows - r0 : rpb), cnt = nr * TW;
+        // the GEMMs read V's rows in whole tiles: the columns past cnt are zeros
+        const size_t pad_cols = tile_cols_round((size_t)cnt) - (size_t)cnt;
 
-        for (int c = 0; c < Cin; c++)
-            input_block(x, Cin, H, W, pad, TH, TW, r0, nr, c, V + (size_t)c * tb, vstride, scratch);
-        // M[xi] [Cout, cnt] = U[xi] [Cout, Cin] * V[xi] [Cin, cnt]
+        for (int c = 0; c < Cin; c++) {
+            float *vc = V + (size_t)c * ld;
+            input_block(x, Cin, H, W, pad, TH, TW, r0, nr, c, vc, vstride, scratch);
+            for (int xi = 0; pad_cols && xi < 16; xi++)
+                memset(vc + xi * vstride + cnt, 0, pad_cols * sizeof(float));
+        }
+        // M[xi] [Cout, cnt] = U[xi] [Cout, Cin] * V[xi] [Cin, cnt]; rotated, U[rot(xi)] is
+        // [Cin, Cout], read transposed
         for (int xi = 0; xi < 16; xi++) {
-            if (rotated) // U[rot(xi)] [Cin, Cout] read transposed
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Cout, cnt, Cin, 1.0f,
-                            U + (size_t)rot_xi[xi] * Cout * Cin, Cout, V + xi * vstride, tb, 0.0f,
-                            M + xi * mstride, tb);
+            if (rotated)
+                tile_gemm(Cout, cnt, Cin, U + (size_t)rot_xi[xi] * Cout * Cin, 1, (size_t)Cout,
+                          V + xi * vstride, ld, M + xi * mstride, ld, false);
             else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, cnt, Cin, 1.0f,
-                            U + (size_t)xi * Cout * Cin, Cin, V + xi * vstride, tb, 0.0f,
-                            M + xi * mstride, tb);
+                tile_gemm(Cout, cnt, Cin, U + (size_t)xi * Cout * Cin, (size_t)Cin, 1,
+                          V + xi * vstride, ld, M + xi * mstride, ld, false);
         }
         for (int k = 0; k < Cout; k++)
-            output_block(M + (size_t)k * tb, mstride, Cout, k, TH, TW, P, Q, r0, nr,
+            output_block(M + (size_t)k * ld, mstride, Cout, k, TH, TW, P, Q, r0, nr,
                          bias ? bias[k] : 0.0f, accumulate, y, scratch);
     }
 }
@@ -514,7 +526,7 @@ static void dw_reduce(const float *ws, size_t part_stride, long nblocks, int tea
  * from one chunk, whatever the thread count, so no reduction between threads either. */
 
 /* floats of one dU chunk: 4 MB, in L3 (a 2 MB chunk, half as many channels, was ~4% slower
- * for 512 x 512 at batch 32: the GEMMs repack all of V for every chunk) */
+ * for 512 x 512 at batch 32: the GEMMs read all of V^T for every chunk) */
 enum { DW_CHUNK_FLOATS = 1 << 20 };
 
 // output channels per dU chunk: DW_CHUNK_FLOATS / (16 C), at least 16, at most K
@@ -528,6 +540,11 @@ static size_t dw_whole_scratch(long T, long rows) {
     return round16((size_t)(32 * T + 8 * rows + 64)); // input_block's; dy_block needs 12 T
 }
 
+// floats of V [16, C, T], D [16, K, T] and V^T [16, T, C rounded to tiles] of all T tiles
+static size_t dw_whole_shared_floats(int C, int K, long T) {
+    return round16((size_t)16 * (C + K) * T) + (size_t)16 * T * tile_cols_round((size_t)C);
+}
+
 // floats of one thread's part in the whole-batch dW: its dU chunk [16, kc, C] and scratch
 static size_t dw_whole_thread_floats(int C, int kc, long T, long rows) {
     return round16((size_t)16 * kc * C) + dw_whole_scratch(T, rows);
@@ -539,7 +556,7 @@ static size_t dw_whole_floats(const conv2d_shape *s, int nt) {
     const long TH = (s->P + 1) / 2, TW = (s->Q + 1) / 2, T = (long)s->N * TH * TW;
     if (T * (s->C + s->K) > (long)s->K * s->C) return 0;
     const int kc = dw_chunk_channels(s->C, s->K);
-    return round16((size_t)16 * (s->C + s->K) * T) +
+    return dw_whole_shared_floats(s->C, s->K, T) +
            (size_t)nt * dw_whole_thread_floats(s->C, kc, T, (long)s->N * TH);
 }
 
@@ -548,9 +565,11 @@ static void dw_whole(const conv2d_shape *s, const float *x, const float *dy, flo
     const int N = s->N, C = s->C, K = s->K, P = s->P, Q = s->Q, TH = (P + 1) / 2, TW = (Q + 1) / 2;
     const long rows = (long)N * TH, T = rows * TW;
     const int kc = dw_chunk_channels(C, K), nchunks = (K + kc - 1) / kc;
-    const size_t vstride = (size_t)C * T, dstride = (size_t)K * T;
-    float *V = ws, *D = V + 16 * vstride; // [16, C, T], [16, K, T]
-    float *own = ws + round16(16 * (vstride + dstride));
+    const size_t vstride = (size_t)C * T, dstride = (size_t)K * T,
+                 cpad = tile_cols_round((size_t)C);
+    float *V = ws, *D = V + 16 * vstride;               // [16, C, T], [16, K, T]
+    float *Vt = ws + round16(16 * (vstride + dstride)); // [16, T, cpad]
+    float *own = ws + dw_whole_shared_floats(C, K, T);
     const size_t own_floats = dw_whole_thread_floats(C, kc, T, rows);
 #pragma omp parallel num_threads(nt)
     {
@@ -564,14 +583,16 @@ static void dw_whole(const conv2d_shape *s, const float *x, const float *dy, flo
         for (int k = 0; k < K; k++)
             dy_block(dy, K, k, TH, TW, P, Q, 0, (int)rows, D + (size_t)k * T, dstride, scratch);
 #pragma omp for schedule(static)
+        for (int xi = 0; xi < 16; xi++)
+            transpose_padded(V + xi * vstride, (size_t)T, C, (int)T, Vt + xi * T * cpad);
+#pragma omp for schedule(static)
         for (int ch = 0; ch < nchunks; ch++) {
             const int k0 = ch * kc, m = K - k0 < kc ? K - k0 : kc;
             const size_t xs = (size_t)m * C; // dU's xi stride for this chunk
             // dU[xi] [m, C] = D[xi] rows k0.. [m, T] * V[xi]^T [T, C]
             for (int xi = 0; xi < 16; xi++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, C, (int)T, 1.0f,
-                            D + xi * dstride + (size_t)k0 * T, (int)T, V + xi * vstride, (int)T,
-                            0.0f, dU + xi * xs, C);
+                tile_gemm(m, C, (int)T, D + xi * dstride + (size_t)k0 * T, (size_t)T, 1,
+                          Vt + xi * T * cpad, cpad, dU + xi * xs, (size_t)C, false);
             for (size_t i0 = 0; i0 < xs; i0 += WT_LANES) {
                 const int n = xs - i0 < WT_LANES ? (int)(xs - i0) : WT_LANES;
                 float dg[9][WT_LANES];
@@ -604,6 +625,7 @@ bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float 
     const int tb = (int)rpb * TW;
     const long nblocks = (rows + rpb - 1) / rpb;
     const size_t vstride = (size_t)C * tb, dstride = (size_t)K * tb, KC = (size_t)K * C;
+    const size_t cpad = tile_cols_round((size_t)C);
     int team = nt;
 
     /* Thread t sums its share of the blocks into its own dU. The first block's GEMMs write dU
@@ -619,6 +641,7 @@ bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float 
         float *V = dU + u;                          // [16, C, tb]
         float *D = V + 16 * vstride;                // [16, K, tb]
         float *scratch = D + 16 * dstride;
+        float *Vt = dU + u + slice - round16(tile_cols_round((size_t)tb) * cpad); // [cnt, cpad]
         long b0, b1;
         dw_share(nblocks, tid, nth, &b0, &b1);
         for (long blk = b0; blk < b1; blk++) {
@@ -630,10 +653,11 @@ bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float 
             for (int k = 0; k < K; k++)
                 dy_block(dy, K, k, TH, TW, P, Q, r0, nr, D + (size_t)k * tb, dstride, scratch);
             // dU[xi] [K, C] (+)= D[xi] [K, cnt] * V[xi]^T [cnt, C]
-            const float beta = blk == b0 ? 0.0f : 1.0f;
-            for (int xi = 0; xi < 16; xi++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, C, cnt, 1.0f,
-                            D + xi * dstride, tb, V + xi * vstride, tb, beta, dU + xi * KC, C);
+            for (int xi = 0; xi < 16; xi++) {
+                transpose_padded(V + xi * vstride, (size_t)tb, C, cnt, Vt);
+                tile_gemm(K, C, cnt, D + xi * dstride, (size_t)tb, 1, Vt, cpad, dU + xi * KC,
+                          (size_t)C, blk != b0);
+            }
         }
     }
     dw_reduce(ws, u + slice, nblocks, team, KC, dw, set, nt);
