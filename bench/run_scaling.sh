@@ -34,7 +34,9 @@
 # minute, up to PROBE_WAIT s, default 1800) for a probe at most PROBE_MAX, and a round with any
 # probe above it does not count: rounds go on until ROUNDS rounds were clean or ROUNDS x
 # PROBE_ATTEMPTS (default 3) were run. Every attempt stays in results.tsv under its own round
-# number; scaling_table.py --max-probe PROBE_MAX keeps the clean ones.
+# number; scaling_table.py --max-probe PROBE_MAX keeps the clean ones. PROBE_BIN (default
+# $BUILD/bench/bench_train_step) names the probe's program: keep one build's for every run
+# whose probes are compared (a faster build reads lower, and PROBE_MAX is per program).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -104,7 +106,7 @@ measure() {
 probes=$out/probes.tsv
 [ -f "$probes" ] || printf 'round\twhen\tstep_s\tcpu0_s\tcpu1_s\ttime\n' >"$probes"
 probe_one() {  # probe_one CPU: seconds per step on that core
-    OMP_NUM_THREADS=1 taskset -c "$1" "$BUILD/bench/bench_train_step" vgg16 32 1 1 4 2>/dev/null |
+    OMP_NUM_THREADS=1 taskset -c "$1" "${PROBE_BIN:-$BUILD/bench/bench_train_step}" vgg16 32 1 1 4 2>/dev/null |
         sed -n 's/^RESULT.* median_s=\([0-9.]*\).*/\1/p'
 }
 probe() {
