@@ -256,8 +256,8 @@ static dp_status read_entry(reader *r, dp_latency_entry *e, bool train) {
     if (sscanf(rest, "%63s %31s %7s", name, op, extra) != 2 || strlen(name) >= sizeof e->name ||
         strlen(op) >= sizeof e->op)
         return bad(r, "'entry NAME OP' expected, found '%.60s'", r->line);
-    snprintf(e->name, sizeof e->name, "%s", name);
-    snprintf(e->op, sizeof e->op, "%s", op);
+    memcpy(e->name, name, strlen(name) + 1); // lengths checked above
+    memcpy(e->op, op, strlen(op) + 1);
     if ((st = expect(r, "shape", &rest)) != DP_OK) return st;
     int in[3], out[3];
     if (sscanf(rest, "%d %d %d -> %d %d %d %7s", &in[0], &in[1], &in[2], &out[0], &out[1], &out[2],
