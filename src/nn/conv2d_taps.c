@@ -126,11 +126,6 @@ static void share(int n, int tid, int nth, int *a, int *b) {
     *b = u1 * TR < n ? u1 * TR : n;
 }
 
-/* row pointers of a block: a[j] = src + min(j, rows - 1) * rsa */
-static void block_rows(const float *src, int rows, size_t rsa, const float *a[TR]) {
-    for (int j = 0; j < TR; j++) a[j] = src + (size_t)(j < rows ? j : rows - 1) * rsa;
-}
-
 /* The index of gathered column m of tap e inside a [N, rows, H, W] tensor (the output map
  * for y and dy, the input map for x and dx), at row 0. */
 static size_t column_at(const conv2d_shape *s, const tap_rect *e, size_t m, int rows, bool input) {
@@ -214,7 +209,7 @@ static void taps_into(const conv2d_shape *s, const tap_geom *g, const float *w, 
     for (int r = row0; r < row1; r += TR) {
         const int rows = row1 - r < TR ? row1 - r : TR;
         for (int t = 0; t < T; t++) {
-            block_rows(w + (size_t)r * rsa + t, rows, rsa, a);
+            tile_rows(w + (size_t)r * rsa + t, rows, rsa, a);
             for (size_t m0 = 0; m0 < g->rect[t].m; m0 += TC) {
                 tile_kernel(inner, a, csa, b + g->rect[t].off + m0, g->cols, out, TC);
                 scatter_tile(s, &g->rect[t], out, rows, all_rows, dx_pass, m0, row_stride, r, dst);
@@ -262,7 +257,7 @@ static void dw_rows(const conv2d_shape *s, const tap_geom *g, const float *dyg, 
             const int lanes = C - c < TC ? C - c : TC;
             for (int t = 0; t < T; t++) {
                 const tap_rect *e = &g->rect[t];
-                block_rows(dyg + (size_t)k * g->cols + e->off, rows, g->cols, a);
+                tile_rows(dyg + (size_t)k * g->cols + e->off, rows, g->cols, a);
                 tile_kernel((int)e->m, a, 1, xt + e->first * g->cpad + c, g->cpad,
                             tiles + (size_t)t * TR * TC, TC);
             }

@@ -375,7 +375,9 @@ static void wino_conv(int N, int Cin, int H, int W, int Cout, int pad, const flo
         float *scratch = M + 16 * mstride;
         const long r0 = blk * rpb;
         const int nr = (int)(rows - r0 < rpb ? rows - r0 : rpb), cnt = nr * TW;
-        // the GEMMs read V's rows in whole tiles: the columns past cnt are zeros
+        // the GEMMs read V's rows in whole tiles; what they read past cnt only reaches M's
+        // columns past cnt, but zeros there spare them stale floats (a NaN or a denormal
+        // costs time, never correctness)
         const size_t pad_cols = tile_cols_round((size_t)cnt) - (size_t)cnt;
 
         for (int c = 0; c < Cin; c++) {
@@ -641,7 +643,8 @@ bool conv2d_wino_backward_dw(const conv2d_shape *s, const float *x, const float 
         float *V = dU + u;                          // [16, C, tb]
         float *D = V + 16 * vstride;                // [16, K, tb]
         float *scratch = D + 16 * dstride;
-        float *Vt = dU + u + slice - round16(tile_cols_round((size_t)tb) * cpad); // [cnt, cpad]
+        // the slice's last part (slice_for): V^T of one xi [cnt, cpad]
+        float *Vt = dU + u + slice - round16(tile_cols_round((size_t)tb) * cpad);
         long b0, b1;
         dw_share(nblocks, tid, nth, &b0, &b1);
         for (long blk = b0; blk < b1; blk++) {

@@ -4,10 +4,11 @@
  * Why: those GEMMs multiply weight-sized matrices (Winograd's U [K, C] per xi, the taps'
  * W_t) by a few hundred columns. OpenBLAS packs the weights again for every call, and with
  * the core it picks on this machine (Haswell, AVX2) its kernel runs at half of what AVX-512
- * tiles reach: [512 x 512] x [512 x 128] in 12.1 ms with packing against 6.5 ms here
- * (NOTES.md, issue 3, "Session 10"). A tile broadcasts A's values straight from A's layout
- * (any strides, so a transposed A costs nothing to set up) and keeps 12 accumulators in
- * registers; A's 6 rows (6 x inner floats) stay in L1 while the tiles walk B's columns.
+ * tiles reach: Winograd's 16 GEMMs [512 x 512] x [512 x 128] in 10.4 ms with packing against
+ * 5.5 ms here (bench_tile_gemm; NOTES.md, issue 3, "Session 10"). A tile broadcasts A's values
+ * straight from A's layout (any strides, so a transposed A costs nothing to set up) and keeps 12
+ * accumulators in registers; A's 6 rows (6 x inner floats) stay in L1 while the tiles walk B's
+ * columns.
  *
  * Built with -ffp-contract=fast (CMakeLists.txt): each step is a fused multiply-add. */
 #include "tile_gemm.h"
@@ -37,9 +38,7 @@ void tile_gemm(int m, int n, int inner, const float *a, size_t rsa, size_t csa, 
     const float *rows_of[TILE_ROWS];
     for (int i = 0; i < m; i += TILE_ROWS) {
         const int rows = m - i < TILE_ROWS ? m - i : TILE_ROWS;
-        // rows past m repeat the last real one; their results are dropped
-        for (int j = 0; j < TILE_ROWS; j++)
-            rows_of[j] = a + (size_t)(i + (j < rows ? j : rows - 1)) * rsa;
+        tile_rows(a + (size_t)i * rsa, rows, rsa, rows_of);
         for (int q = 0; q < n; q += TILE_COLS) {
             const int cols = n - q < TILE_COLS ? n - q : TILE_COLS;
             float *dst = c + (size_t)i * ldc + q;

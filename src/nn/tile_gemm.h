@@ -23,6 +23,12 @@
 void tile_kernel(int inner, const float *const a[TILE_ROWS], size_t csa, const float *b, size_t ldb,
                  float *out, size_t ldo);
 
+/* the row pointers of a tile whose A rows start at src, rsa apart: a[j] = src + min(j, rows -
+ * 1) * rsa (rows past the real ones repeat the last; the caller drops their results) */
+static inline void tile_rows(const float *src, int rows, size_t rsa, const float *a[TILE_ROWS]) {
+    for (int j = 0; j < TILE_ROWS; j++) a[j] = src + (size_t)(j < rows ? j : rows - 1) * rsa;
+}
+
 /* C [m, n] = A [m, inner] B [inner, n], or C += it with accumulate, where A(i, p) = a[i * rsa +
  * p * csa] (any strides: a row-major A, or a transposed one, read in place) and B, C are
  * row-major with leading dimensions ldb, ldc. B's rows are read in whole tiles: each must have
